@@ -1,0 +1,35 @@
+"""saliq: saliency-guided no-reference image quality assessment for the edge.
+
+>>> import saliq
+>>> assessor = saliq.load("default")          # ONNX Runtime on the shipped model
+>>> result = assessor.assess("frame.jpg")     # Result(score in [0, 1], higher = better)
+"""
+
+from .assess import Assessor, Result, load
+from .errors import (
+    BackendUnavailableError,
+    ConfigError,
+    IncompatibleModelError,
+    InvalidImageError,
+    ModelFormatError,
+    SaliqError,
+)
+from .preprocess import PREPROCESSING_VERSION, Preprocessor
+from .spec import ModelSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PREPROCESSING_VERSION",
+    "Assessor",
+    "BackendUnavailableError",
+    "ConfigError",
+    "IncompatibleModelError",
+    "InvalidImageError",
+    "ModelFormatError",
+    "ModelSpec",
+    "Preprocessor",
+    "Result",
+    "SaliqError",
+    "load",
+]

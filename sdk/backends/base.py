@@ -1,0 +1,62 @@
+"""The one backend interface: ``infer(inputs) -> outputs``, validated against the ModelSpec."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..errors import InvalidImageError
+from ..spec import ModelSpec
+
+MAX_BATCH = 256  # per infer() call; the Assessor chunks larger lists
+
+
+class Backend(ABC):
+    """Subclasses implement ``_infer``; the public ``infer`` validates inputs once."""
+
+    name: str = "backend"
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu") -> None:
+        self.spec = spec
+        self.device = device
+
+    def expected_shape(self, input_name: str) -> tuple[int, ...]:
+        h, w = self.spec.input_size
+        return {"image": (3, h, w), "gradient": (1, h, w), "prior": (1, h // 4, w // 4)}[input_name]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = set(self.spec.inputs) - set(inputs)
+        if missing:
+            raise InvalidImageError(f"{self.name}: missing model inputs {sorted(missing)}")
+        batch = None
+        for name in self.spec.inputs:
+            array = inputs[name]
+            if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+                raise InvalidImageError(f"{self.name}: input {name!r} must be a float32 ndarray")
+            if array.ndim != 4 or tuple(array.shape[1:]) != self.expected_shape(name):
+                raise InvalidImageError(
+                    f"{self.name}: input {name!r} has shape {array.shape}, expected "
+                    f"[N, {', '.join(map(str, self.expected_shape(name)))}]"
+                )
+            if batch is None:
+                batch = array.shape[0]
+            elif array.shape[0] != batch:
+                raise InvalidImageError(f"{self.name}: inputs disagree on the batch size")
+            if not np.isfinite(array).all():
+                raise InvalidImageError(f"{self.name}: input {name!r} contains NaN or inf")
+        if not batch or batch > MAX_BATCH:
+            raise InvalidImageError(f"{self.name}: batch size {batch} outside 1..{MAX_BATCH}")
+        return self._infer({name: np.ascontiguousarray(inputs[name]) for name in self.spec.inputs})
+
+    @abstractmethod
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:  # noqa: B027  (optional hook)
+        """Release runtime resources (sessions, contexts)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+"""ONNX Runtime backend: best provider present (TensorRT EP, CUDA EP, then CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ModelFormatError
+from ..spec import METADATA_KEY, ModelSpec
+from .base import Backend
+
+PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendUnavailableError(
+            "onnxruntime is not installed: pip install 'saliq[cpu]' "
+            "(or onnxruntime-gpu on a GPU machine, never both)"
+        ) from None
+    return onnxruntime
+
+
+def read_onnx_spec(path: str | Path) -> ModelSpec:
+    """Read the ModelSpec from an ONNX file's metadata without building a session."""
+    ort = _ort()
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise ModelFormatError(f"{path}: not a loadable ONNX model ({str(exc)[:120]})") from None
+    return _spec_of(session, path)
+
+
+def _spec_of(session, path) -> ModelSpec:
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelFormatError(
+            f"{path}: an ONNX model without a saliq spec; export it with `saliq export onnx`"
+        )
+    return ModelSpec.from_json(meta[METADATA_KEY], source=str(path))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0):
+        ort = _ort()
+        available = ort.get_available_providers()
+        chosen = providers or [p for p in PROVIDER_PREFERENCE if p in available]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+        except Exception as exc:
+            raise ModelFormatError(f"{path}: not a loadable ONNX model ({str(exc)[:120]})") from None
+        spec = _spec_of(self.session, path)
+        active = self.session.get_providers()[0]
+        super().__init__(spec, device="cpu" if active == "CPUExecutionProvider" else "cuda")
+        self.provider = active
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self.output_names, inputs)
+        return dict(zip(self.output_names, values))
+
+    def close(self) -> None:
+        self.session = None

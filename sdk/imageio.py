@@ -1,0 +1,361 @@
+"""User input -> validated frames: paths, arrays and lists of them, with one-line errors.
+
+Everything ``assess()`` accepts goes through here, so every way an input can be wrong is
+reported once, as :class:`~saliq.errors.InvalidImageError` naming the input, the problem and
+the fix. Frames come out as ``(pixels, fmt)`` pairs ready for
+:func:`saliq.preprocess.decode_to_rgb`: uint8 or uint16 pixels (uint16 is divided by 257 by
+the preprocessing, i.e. it is assumed to span the full 16-bit range) and ``fmt`` one of
+BGR, RGB, BGRA, RGBA, GRAY.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InvalidImageError
+
+# Below this many pixels on a side there is no texture left for a quality model to judge
+# (the prior alone is pooled 4x), so such inputs are rejected rather than scored.
+MIN_SIDE = 8
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+COLOR_ORDERS = ("BGR", "RGB")
+
+PathInput = str | os.PathLike[str]
+ImageInput = PathInput | np.ndarray
+
+_SUPPORTED = "HxW, HxWx1 (gray), HxWx3 (BGR/RGB) or HxWx4 (BGRA/RGBA) uint8/uint16 arrays"
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A complete file ends with its end marker, give or take a little padding some encoders add;
+# only when it is not there do we pay for walking the file's structure.
+_TAIL_BYTES = 32
+# In entropy-coded JPEG data 0xFF is always followed by 0x00 (stuffing), a restart marker
+# (D0-D7) or another 0xFF (fill), so anything else is the next real marker.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def read_image(path: PathInput) -> tuple[np.ndarray, str]:
+    """Read an image file as (pixels, fmt), fmt being "BGR", "BGRA" or "GRAY".
+
+    8-bit and 16-bit files are supported; 16-bit PNG/TIFF stay uint16 (decoded with
+    ``IMREAD_UNCHANGED``). EXIF orientation is not applied. The bytes are read by Python and
+    decoded with ``cv2.imdecode`` so that non-ASCII paths work on every platform. Truncated
+    JPEG/PNG files are rejected before decoding: OpenCV would otherwise return them with a
+    grey bottom part (or not at all, depending on version and entry point).
+    """
+    if isinstance(path, (bytes, bytearray)):
+        raise InvalidImageError(
+            "got bytes, not a path; pass the path as str or pathlib.Path "
+            "(for encoded image bytes, decode them with cv2.imdecode first)"
+        )
+    try:
+        file = Path(os.fspath(path))
+    except TypeError:
+        raise InvalidImageError(
+            f"expected a file path (str or os.PathLike), got {type(path).__name__}"
+        ) from None
+    try:
+        is_dir = file.is_dir()
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise InvalidImageError(f"{file}: file not found; check the path") from None
+    except OSError as exc:
+        raise InvalidImageError(
+            f"{file}: cannot access ({exc.strerror or exc}); check the path and permissions"
+        ) from None
+    if is_dir:
+        raise InvalidImageError(
+            f"{file} is a directory, not an image file; pass a file "
+            "(the CLI expands folders, or use saliq.imageio.expand_paths)"
+        )
+    if size == 0:
+        raise InvalidImageError(f"{file} is empty (0 bytes); re-export or re-download it")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InvalidImageError(
+            f"{file}: cannot read ({exc.strerror or exc}); check its permissions"
+        ) from None
+
+    if data.startswith(_JPEG_SOI) and _jpeg_complete(data) is False:
+        raise InvalidImageError(
+            f"{file} is a truncated JPEG (no end-of-image marker FFD9; the bottom of the "
+            "picture is missing); re-download or re-export the file"
+        )
+    if data.startswith(_PNG_SIGNATURE) and _png_complete(data) is False:
+        raise InvalidImageError(
+            f"{file} is a truncated PNG (IEND chunk missing; the file was cut short); "
+            "re-download or re-export the file"
+        )
+
+    pixels = _decode(data)
+    if pixels is None:
+        raise InvalidImageError(
+            f"{file} is not a readable image (unknown format or corrupt data); pass a JPEG, "
+            "PNG, BMP, TIFF or WebP file"
+        )
+    return _check_pixels(pixels, str(file), "BGR", from_file=True)
+
+
+def validate_array(
+    arr: object, color: str = "BGR", *, name: str = "array"
+) -> tuple[np.ndarray, str]:
+    """Check an array passed directly and return (contiguous pixels, fmt).
+
+    ``color`` ("BGR" or "RGB") is the channel order of 3- and 4-channel arrays; 2-D and
+    HxWx1 arrays are GRAY whatever it says. ``name`` labels the array in error messages.
+    """
+    order = _color_order(color)
+    if not isinstance(arr, np.ndarray):
+        hint = ""
+        if isinstance(arr, (list, tuple)):
+            hint = " (nested lists: convert with np.asarray(x, dtype=np.uint8))"
+        raise InvalidImageError(
+            f"{name}: expected a numpy array or a file path, got {type(arr).__name__}; "
+            f"pass {_SUPPORTED}{hint}"
+        )
+    return _check_pixels(arr, name, order, from_file=False)
+
+
+def load_inputs(
+    image_or_list: ImageInput | list[ImageInput] | tuple[ImageInput, ...], color: str = "BGR"
+) -> tuple[list[tuple[np.ndarray, str]], list[str], bool]:
+    """Normalise what ``assess()`` received into (frames, display names, is_batch).
+
+    A list or tuple is a batch (even of one); anything else is a single input. Names are the
+    path as given for files and ``array[i]`` (i = position in the input) for arrays.
+    """
+    order = _color_order(color)
+    is_batch = isinstance(image_or_list, (list, tuple))
+    items = list(image_or_list) if is_batch else [image_or_list]
+    if not items:
+        raise InvalidImageError("empty list of images; pass at least one path or array")
+    frames: list[tuple[np.ndarray, str]] = []
+    names: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            frames.append(read_image(item))
+            names.append(os.fspath(item))
+        else:
+            name = f"array[{index}]"
+            frames.append(validate_array(item, order, name=name))
+            names.append(name)
+    return frames, names, is_batch
+
+
+def expand_paths(paths: PathInput | Iterable[PathInput], recursive: bool = True) -> list[Path]:
+    """Files as given (in order), folders replaced by the image files inside them, sorted.
+
+    Image files are those with an extension in ``IMAGE_EXTENSIONS`` (any case). Hidden files
+    and folders (name starting with ".") are skipped: they are mostly OS metadata such as
+    macOS "._x.jpg" files, which look like images but are not. Symlinked folders are not
+    followed, so a link cycle cannot make the walk endless.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    result: list[Path] = []
+    for given in paths:
+        path = Path(os.fspath(given))
+        if path.is_dir():
+            found = sorted(_images_in(path, recursive))
+            if not found:
+                where = "or its subfolders" if recursive else "(subfolders not searched)"
+                raise InvalidImageError(
+                    f"{path}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this "
+                    f"folder {where}; pass a folder with images or the files themselves"
+                )
+            result.extend(found)
+        elif path.exists():
+            result.append(path)
+        else:
+            raise InvalidImageError(f"{path}: file or folder not found; check the path")
+    return result
+
+
+def _images_in(folder: Path, recursive: bool) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
+        for file in files:
+            if not file.startswith(".") and os.path.splitext(file)[1].lower() in IMAGE_EXTENSIONS:
+                yield Path(root, file)
+
+
+def _color_order(color: str) -> str:
+    order = color.upper() if isinstance(color, str) else color
+    if order not in COLOR_ORDERS:
+        raise InvalidImageError(
+            f"color must be 'BGR' (OpenCV arrays) or 'RGB' (PIL/matplotlib arrays), got {color!r}"
+        )
+    return order
+
+
+def _check_pixels(
+    arr: np.ndarray, name: str, order: str, from_file: bool
+) -> tuple[np.ndarray, str]:
+    """Shape, channel, dtype, value and size checks shared by files and arrays."""
+    if arr.size == 0:
+        raise InvalidImageError(f"{name}: empty array (shape {arr.shape}); pass {_SUPPORTED}")
+    if arr.ndim not in (2, 3):
+        hint = ""
+        if arr.ndim == 4:
+            hint = "; for a batch pass a list of HxWxC arrays (list(batch))"
+        raise InvalidImageError(f"{name}: expected a 2-D or 3-D image, got shape {arr.shape}{hint}")
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if channels not in (1, 3, 4):
+        hint = f"; pass {_SUPPORTED}"
+        if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and not from_file:
+            hint = "; this looks channels-first (CxHxW): pass arr.transpose(1, 2, 0)"
+        elif channels == 2:
+            hint = "; 2 channels is gray+alpha: pass the gray plane arr[:, :, 0]"
+        if from_file:
+            hint += " (re-save the file as gray, RGB or RGBA)"
+        raise InvalidImageError(
+            f"{name}: unsupported channel count {channels} (shape {arr.shape}){hint}"
+        )
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise InvalidImageError(f"{name}: {_dtype_problem(arr, from_file)}")
+    height, width = arr.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise InvalidImageError(
+            f"{name}: image is {width}x{height} pixels, too small to assess; saliq needs at "
+            f"least {MIN_SIDE} pixels on each side"
+        )
+    if channels == 1:
+        fmt = "GRAY"
+    else:
+        fmt = order + ("A" if channels == 4 else "")
+    return np.ascontiguousarray(arr), fmt
+
+
+def _dtype_problem(arr: np.ndarray, from_file: bool) -> str:
+    """Say why this dtype is refused and give the conversion that fixes it."""
+    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.complexfloating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            bad = int(arr.size - np.count_nonzero(finite))
+            return (
+                f"{arr.dtype} pixels contain {bad} NaN/inf values; fix the producer or "
+                "replace them (np.nan_to_num) before converting to uint8"
+            )
+        if from_file:
+            return (
+                f"{arr.dtype} (floating-point) image files are not supported; convert it to "
+                "8- or 16-bit, e.g. np.clip(x * 255, 0, 255).astype(np.uint8) then cv2.imwrite"
+            )
+        return (
+            f"{arr.dtype} pixels are not supported; pass uint8 or uint16 (for floats in [0, 1]: "
+            "np.clip(x * 255, 0, 255).astype(np.uint8))"
+        )
+    if arr.dtype == np.bool_:
+        return "bool pixels are not supported; pass mask.astype(np.uint8) * 255"
+    return (
+        f"{arr.dtype} pixels are not supported; pass uint8 or uint16 "
+        "(for values in 0..255: np.clip(x, 0, 255).astype(np.uint8))"
+    )
+
+
+def _jpeg_complete(data: bytes) -> bool | None:
+    """True if the JPEG reaches its EOI marker, False if cut short, None if unparseable.
+
+    Walking the segments instead of only looking for FFD9 at the end keeps files with data
+    appended after EOI (e.g. phone "motion photos") valid, and is not fooled by the FFD9 of
+    an EXIF thumbnail near the start.
+    """
+    if _JPEG_EOI in data[-_TAIL_BYTES:]:
+        return True
+    size = len(data)
+    pos = 2
+    while True:
+        if pos >= size:
+            return False
+        if data[pos] != 0xFF:
+            return None  # not a marker where one must be: corrupt, let the decoder judge
+        while pos < size and data[pos] == 0xFF:
+            pos += 1  # fill bytes
+        if pos >= size:
+            return False
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            return True
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            continue  # standalone markers carry no length
+        if pos + 2 > size:
+            return False
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker == 0xDA:  # start of scan: entropy-coded data runs to the next marker
+            match = _JPEG_NEXT_MARKER.search(data, pos)
+            if match is None:
+                return False
+            pos = match.start()
+
+
+def _png_complete(data: bytes) -> bool | None:
+    """True if the PNG's chunks reach IEND, False if cut short, None if unparseable."""
+    if data[-8:-4] == b"IEND":
+        return True
+    size = len(data)
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= size:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if length > 0x7FFFFFFF:
+            return None
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos += 12 + length  # length, type, data, CRC
+    return False
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_level: int | None = None
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's logger during a decode and put the caller's level back afterwards.
+
+    The level is process-global, so concurrent decodes share one silenced period and the
+    last one out restores it. Messages libjpeg/libpng print themselves bypass this logger;
+    the truncation checks run before decoding so those mostly never fire.
+    """
+    global _quiet_depth, _saved_level
+    from .preprocess import _cv2
+
+    logging = getattr(getattr(_cv2(), "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _saved_level = logging.getLogLevel()
+            logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved_level is not None:
+                logging.setLogLevel(_saved_level)
+                _saved_level = None
+
+
+def _decode(data: bytes) -> np.ndarray | None:
+    from .preprocess import _cv2
+
+    cv2 = _cv2()
+    with _quiet_opencv():
+        try:
+            return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            return None  # some malformed headers raise instead of returning None

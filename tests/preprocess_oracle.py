@@ -1,0 +1,81 @@
+"""Float64 NumPy oracle of DESIGN.md's preprocessing version 1, written from the text alone.
+
+It shares no code with saliq.preprocess on purpose: the two must agree independently.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def axis_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] matrix: exact area averaging when shrinking, half-pixel bilinear otherwise."""
+    w = np.zeros((n_out, n_in))
+    if n_out < n_in:
+        scale = n_in / n_out
+        for j in range(n_out):
+            lo, hi = j * scale, (j + 1) * scale
+            for i in range(int(math.floor(lo)), min(n_in, int(math.ceil(hi)))):
+                w[j, i] = (min(hi, i + 1) - max(lo, i)) / scale
+    else:
+        scale = n_in / n_out
+        for j in range(n_out):
+            src = min(max((j + 0.5) * scale - 0.5, 0.0), n_in - 1)
+            i0 = int(math.floor(src))
+            i1 = min(i0 + 1, n_in - 1)
+            frac = src - i0
+            w[j, i0] += 1 - frac
+            w[j, i1] += frac
+    return w
+
+
+def resize(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
+    wy = axis_weights(rgb.shape[0], h)
+    wx = axis_weights(rgb.shape[1], w)
+    rows = np.tensordot(wy, rgb.astype(np.float64), axes=(1, 0))  # [h, W_in, 3]
+    return np.tensordot(rows, wx, axes=(1, 1)).transpose(0, 2, 1)  # [h, w, 3]
+
+
+def sobel_magnitude(rgb: np.ndarray) -> np.ndarray:
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    p = np.pad(y, 1, mode="edge")
+    gx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    gy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    return np.sqrt(gx**2 + gy**2) / (1020 * math.sqrt(2))
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    r = math.ceil(3 * sigma)
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    p = np.pad(img, r, mode="edge")
+    rows = sum(k[i] * p[:, i : i + img.shape[1]] for i in range(2 * r + 1))
+    return sum(k[i] * rows[i : i + img.shape[0], :] for i in range(2 * r + 1))
+
+
+def prior(gradient: np.ndarray) -> np.ndarray:
+    h, w = gradient.shape
+    pooled = gradient.reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3))
+    blurred = gaussian_blur(pooled, 0.03 * max(h, w) / 4)
+    hp, wp = pooled.shape
+    xs = np.arange(wp) + 0.5
+    ys = np.arange(hp) + 0.5
+    centre = np.exp(
+        -(((xs[None, :] - wp / 2) / (0.2 * wp)) ** 2) / 2
+        - (((ys[:, None] - hp / 2) / (0.2 * hp)) ** 2) / 2
+    )
+    out = blurred * centre
+    return out / out.max() if out.max() > 0 else out
+
+
+def preprocess(rgb_uint: np.ndarray, h: int, w: int, mean, std) -> dict[str, np.ndarray]:
+    """``rgb_uint``: HxWx3 RGB uint8 (or uint16) -> float64 outputs, unbatched."""
+    rgb = rgb_uint.astype(np.float64)
+    if rgb_uint.dtype == np.uint16:
+        rgb = rgb / 257.0
+    resized = resize(rgb, h, w)
+    image = ((resized / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1)
+    grad = sobel_magnitude(resized)
+    return {"image": image, "gradient": grad[None], "prior": prior(grad)[None]}

@@ -1,0 +1,300 @@
+"""Input loading and validation: every bad input is an InvalidImageError that says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from saliq.errors import InvalidImageError
+from saliq.imageio import MIN_SIDE, expand_paths, load_inputs, read_image, validate_array
+
+
+def _photo(height: int = 96, width: int = 128, channels: int = 3) -> np.ndarray:
+    """Smooth gradients plus noise: compresses like a photo, not like flat colour."""
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:height, 0:width]
+    planes = [(xs * 2) % 256, (ys * 2) % 256, (xs + ys) % 256, np.full_like(xs, 200)]
+    img = np.stack(planes[:channels], axis=2).astype(np.float64)
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _write(path: Path, img: np.ndarray) -> Path:
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def _cut(path: Path, keep: float) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+# ---------------------------------------------------------------- read_image: good files
+
+
+def test_reads_jpeg_as_bgr(tmp_path: Path) -> None:
+    pixels, fmt = read_image(_write(tmp_path / "a.jpg", _photo()))
+    assert fmt == "BGR" and pixels.shape == (96, 128, 3) and pixels.dtype == np.uint8
+
+
+def test_16bit_png_round_trip_keeps_uint16_values(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 65536, (24, 40, 3), dtype=np.uint16)
+    pixels, fmt = read_image(_write(tmp_path / "deep.png", img))
+    assert fmt == "BGR" and pixels.dtype == np.uint16
+    np.testing.assert_array_equal(pixels, img)
+
+
+def test_bgra_png(tmp_path: Path) -> None:
+    img = _photo(channels=4)
+    pixels, fmt = read_image(_write(tmp_path / "alpha.png", img))
+    assert fmt == "BGRA"
+    np.testing.assert_array_equal(pixels, img)
+
+
+def test_gray_png(tmp_path: Path) -> None:
+    img = _photo()[:, :, 0]
+    pixels, fmt = read_image(_write(tmp_path / "gray.png", img))
+    assert fmt == "GRAY" and pixels.shape == img.shape
+
+
+def test_non_ascii_path(tmp_path: Path) -> None:
+    path = _write(tmp_path / "x.png", _photo())
+    target = path.rename(tmp_path / "фото_写真.png")
+    assert read_image(target)[0].shape == (96, 128, 3)
+
+
+def test_jpeg_with_trailer_after_eoi_is_accepted(tmp_path: Path) -> None:
+    path = _write(tmp_path / "motion.jpg", _photo())
+    path.write_bytes(path.read_bytes() + b"\x00" * 100 + b"appended video data" * 10)
+    assert read_image(path)[1] == "BGR"
+
+
+# ---------------------------------------------------------------- read_image: bad files
+
+
+def _raises(path: object, *words: str) -> str:
+    with pytest.raises(InvalidImageError) as info:
+        read_image(path)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message.lower(), message
+    return message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    message = _raises(tmp_path / "nope.jpg", "not found")
+    assert "nope.jpg" in message
+
+
+def test_directory(tmp_path: Path) -> None:
+    _raises(tmp_path, "directory")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    _raises(path, "empty", "0 bytes", "empty.jpg")
+
+
+def test_text_file_named_jpg(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jpg"
+    path.write_text("this is not an image\n" * 20)
+    _raises(path, "not a readable image", "notes.jpg")
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    path = _cut(_write(tmp_path / "cut.jpg", _photo(240, 320)), keep=0.7)
+    _raises(path, "truncated jpeg", "cut.jpg", "re-download")
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    path = _cut(_write(tmp_path / "cut.png", _photo(240, 320)), keep=0.7)
+    _raises(path, "truncated png", "iend")
+
+
+def test_png_missing_only_iend(tmp_path: Path) -> None:
+    path = _write(tmp_path / "noend.png", _photo())
+    path.write_bytes(path.read_bytes()[:-12])
+    _raises(path, "truncated png")
+
+
+def test_tiny_image(tmp_path: Path) -> None:
+    path = _write(tmp_path / "tiny.png", _photo(4, 4))
+    _raises(path, "4x4", "too small", str(MIN_SIDE))
+
+
+def test_float_tiff(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "float.tiff", np.random.default_rng(2).random((16, 16, 3)).astype(np.float32)
+    )
+    _raises(path, "float32", "8- or 16-bit")
+
+
+def test_bytes_path_is_rejected() -> None:
+    _raises(b"/tmp/x.jpg", "bytes", "str")
+
+
+# ---------------------------------------------------------------- validate_array
+
+
+def _invalid(arr: object, *words: str, color: str = "BGR") -> None:
+    with pytest.raises(InvalidImageError) as info:
+        validate_array(arr, color)
+    for word in words:
+        assert word in str(info.value).lower(), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("shape", "color", "fmt"),
+    [
+        ((16, 16, 3), "BGR", "BGR"),
+        ((16, 16, 3), "RGB", "RGB"),
+        ((16, 16, 3), "rgb", "RGB"),
+        ((16, 16, 4), "BGR", "BGRA"),
+        ((16, 16, 4), "RGB", "RGBA"),
+        ((16, 16), "RGB", "GRAY"),
+        ((16, 16, 1), "BGR", "GRAY"),
+    ],
+)
+def test_color_and_channels_map_to_fmt(shape: tuple[int, ...], color: str, fmt: str) -> None:
+    pixels, got = validate_array(np.zeros(shape, np.uint8), color)
+    assert got == fmt and pixels.shape == shape
+
+
+def test_non_contiguous_is_made_contiguous() -> None:
+    view = _photo()[::2, ::-1]
+    pixels, _ = validate_array(view)
+    assert pixels.flags.c_contiguous
+    np.testing.assert_array_equal(pixels, view)
+
+
+def test_uint16_accepted() -> None:
+    assert validate_array(np.zeros((16, 16, 3), np.uint16))[0].dtype == np.uint16
+
+
+def test_float_with_nan() -> None:
+    arr = np.zeros((16, 16, 3), np.float32)
+    arr[3, 4, 1] = np.nan
+    _invalid(arr, "nan", "1 nan/inf")
+
+
+def test_float_with_inf() -> None:
+    arr = np.zeros((16, 16), np.float64)
+    arr[0, 0] = np.inf
+    _invalid(arr, "nan/inf")
+
+
+def test_float_without_nan_suggests_conversion() -> None:
+    _invalid(np.zeros((16, 16, 3), np.float32), "float32", "np.clip(x * 255, 0, 255)", "uint8")
+
+
+def test_other_integer_dtype() -> None:
+    _invalid(np.zeros((16, 16, 3), np.int64), "int64", "astype(np.uint8)")
+
+
+@pytest.mark.parametrize(
+    ("value", "word"), [([1, 2, 3], "list"), (None, "nonetype"), (3.5, "float")]
+)
+def test_wrong_types_name_the_type(value: object, word: str) -> None:
+    _invalid(value, word, "numpy array")
+
+
+def test_two_channel_array() -> None:
+    _invalid(np.zeros((16, 16, 2), np.uint8), "channel count 2", "gray+alpha")
+
+
+def test_channels_first_hint() -> None:
+    _invalid(np.zeros((3, 32, 32), np.uint8), "channels-first", "transpose(1, 2, 0)")
+
+
+def test_empty_and_bad_rank() -> None:
+    _invalid(np.zeros((0, 16, 3), np.uint8), "empty")
+    _invalid(np.zeros((2, 16, 16, 3), np.uint8), "list(batch)")
+    _invalid(np.zeros(16, np.uint8), "2-d or 3-d")
+
+
+def test_small_array() -> None:
+    _invalid(np.zeros((MIN_SIDE - 1, 64, 3), np.uint8), "64x7", "too small")
+    validate_array(np.zeros((MIN_SIDE, MIN_SIDE), np.uint8))
+
+
+def test_bad_color_value() -> None:
+    _invalid(np.zeros((16, 16, 3), np.uint8), "color", color="YUV")
+
+
+# ---------------------------------------------------------------- load_inputs
+
+
+def test_single_array() -> None:
+    frames, names, batch = load_inputs(np.zeros((16, 16, 3), np.uint8), color="RGB")
+    assert not batch and names == ["array[0]"] and frames[0][1] == "RGB"
+
+
+def test_mixed_list(tmp_path: Path) -> None:
+    path = _write(tmp_path / "a.png", _photo())
+    frames, names, batch = load_inputs([str(path), np.zeros((16, 16), np.uint8), path])
+    assert batch
+    assert names == [str(path), "array[1]", str(path)]
+    assert [fmt for _, fmt in frames] == ["BGR", "GRAY", "BGR"]
+
+
+def test_tuple_of_one_is_batch() -> None:
+    assert load_inputs((np.zeros((16, 16, 3), np.uint8),))[2] is True
+
+
+def test_empty_list() -> None:
+    with pytest.raises(InvalidImageError, match="empty list"):
+        load_inputs([])
+
+
+def test_list_of_ints_names_the_element() -> None:
+    with pytest.raises(InvalidImageError, match=r"array\[0\].*int"):
+        load_inputs([1, 2, 3])
+
+
+def test_none_and_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(InvalidImageError, match="NoneType"):
+        load_inputs(None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidImageError, match="not found"):
+        load_inputs(str(tmp_path / "missing.jpg"))
+
+
+def test_bad_element_in_batch_is_named(tmp_path: Path) -> None:
+    good = np.zeros((16, 16, 3), np.uint8)
+    with pytest.raises(InvalidImageError, match=r"array\[1\].*channel count 2"):
+        load_inputs([good, np.zeros((16, 16, 2), np.uint8)])
+
+
+# ---------------------------------------------------------------- expand_paths
+
+
+def test_expand_folder(tmp_path: Path) -> None:
+    img = _photo(16, 16)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    for name in ("b.PNG", "a.jpg", "sub/c.jpeg", ".hidden/d.jpg"):
+        _write(tmp_path / name, img)
+    (tmp_path / "._e.jpg").write_bytes(b"macOS metadata, not an image")
+    (tmp_path / "notes.txt").write_text("no")
+    loose = _write(tmp_path.parent / f"{tmp_path.name}_loose.bmp", img)
+
+    found = expand_paths([loose, tmp_path])
+    assert found == [loose, tmp_path / "a.jpg", tmp_path / "b.PNG", tmp_path / "sub" / "c.jpeg"]
+    assert expand_paths(tmp_path, recursive=False) == [tmp_path / "a.jpg", tmp_path / "b.PNG"]
+
+
+def test_expand_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(InvalidImageError, match="no image files"):
+        expand_paths([tmp_path])
+
+
+def test_expand_missing(tmp_path: Path) -> None:
+    with pytest.raises(InvalidImageError, match="not found"):
+        expand_paths([tmp_path / "gone"])

@@ -1,0 +1,122 @@
+"""MOS loaders on tiny fixtures in each release format, and the MosDataset items."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy.io import savemat
+
+from saliq.errors import ConfigError, InvalidImageError
+from saliq.preprocess import Preprocessor
+from saliq.train.data.mos import (
+    MosDataset,
+    load_generic_csv,
+    load_kadid10k,
+    load_koniq10k,
+    load_live_challenge,
+    load_pyiqa_meta,
+    normalise_score,
+)
+
+
+def _png(path: Path, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.random.default_rng(seed).integers(0, 256, (48, 72, 3), np.uint8))
+
+
+def test_normalise_score() -> None:
+    assert normalise_score(3.0, 1.0, 5.0) == 0.5
+    assert normalise_score(20.0, 0.0, 100.0, higher_is_better=False) == pytest.approx(0.8)
+    with pytest.raises(ConfigError, match="range"):
+        normalise_score(7.0, 1.0, 5.0)
+
+
+def test_koniq10k(tmp_path: Path) -> None:
+    (tmp_path / "1024x768").mkdir()
+    (tmp_path / "koniq10k_scores_and_distributions.csv").write_text(
+        "image_name,c1,c2,c3,c4,c5,c_total,MOS,SD,MOS_zscore\n"
+        "a.jpg,0,0,5,0,0,5,3.0,0.1,50.0\nb.jpg,0,0,0,0,5,5,5.0,0.1,90.0\n"
+    )
+    recs = load_koniq10k(tmp_path)
+    assert [r.score for r in recs] == [0.5, 1.0] and recs[0].raw == 3.0
+    assert recs[1].path == str(tmp_path / "1024x768" / "b.jpg")
+    (tmp_path / "bad.csv").write_text("image_name,score\na.jpg,3\n")
+    with pytest.raises(ConfigError, match=r"bad\.csv.*MOS"):
+        load_koniq10k(tmp_path, csv_name="bad.csv")
+
+
+def test_live_challenge(tmp_path: Path) -> None:
+    (tmp_path / "Data").mkdir()
+    (tmp_path / "Images" / "trainingImages").mkdir(parents=True)
+    names = np.empty((3, 1), dtype=object)
+    names[:, 0] = ["t1.bmp", "10.bmp", "11.bmp"]
+    savemat(tmp_path / "Data" / "AllImages_release.mat", {"AllImages_release": names})
+    savemat(tmp_path / "Data" / "AllMOS_release.mat",
+            {"AllMOS_release": np.array([[25.0, 50.0, 100.0]])})
+    _png(tmp_path / "Images" / "trainingImages" / "t1.bmp")
+    recs = load_live_challenge(tmp_path)
+    assert [r.score for r in recs] == [0.25, 0.5, 1.0]
+    assert recs[0].path.endswith("trainingImages/t1.bmp")
+    assert recs[1].path == str(tmp_path / "Images" / "10.bmp")
+    with pytest.raises(ConfigError, match="AllImages_release.mat"):
+        load_live_challenge(tmp_path / "nowhere")
+
+
+def test_kadid10k(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "dmos.csv").write_text(
+        "dist_img,ref_img,dmos,var\nI01_01_01.png,I01.png,4.57,0.3\nI01_01_05.png,I01.png,1.0,0.2\n"
+    )
+    recs = load_kadid10k(tmp_path)
+    assert recs[0].score == pytest.approx(0.8925) and recs[1].score == 0.0
+    assert recs[0].group == "I01.png"
+    (tmp_path / "dmos.csv").write_text("dist_img,dmos\nx.png,3\n")
+    with pytest.raises(ConfigError, match="ref_img"):
+        load_kadid10k(tmp_path)
+
+
+def test_pyiqa_meta_nr_fr_and_splits(tmp_path: Path) -> None:
+    (tmp_path / "nr.csv").write_text("image_name,MOS,MOS_zscore\na.jpg,80,1\nb.jpg,20,2\n")
+    recs = load_pyiqa_meta(tmp_path / "nr.csv", tmp_path / "img", 0, 100)
+    assert [r.score for r in recs] == [0.8, 0.2]
+    assert recs[0].path == str(tmp_path / "img" / "a.jpg")
+    (tmp_path / "fr.csv").write_text("ref_name,dist_name,mos\nr.bmp,d1.bmp,10\nr.bmp,d2.bmp,60\n")
+    with (tmp_path / "split.pkl").open("wb") as f:
+        pickle.dump({1: {"train": [0], "val": [], "test": [1]}}, f)
+    recs = load_pyiqa_meta(tmp_path / "fr.csv", tmp_path, 0, 100, higher_is_better=False,
+                           split_file=tmp_path / "split.pkl")
+    assert [r.score for r in recs] == [pytest.approx(0.9), pytest.approx(0.4)]
+    assert [r.split for r in recs] == ["train", "test"] and recs[0].group == "r.bmp"
+    assert recs[1].path.endswith("d2.bmp")
+
+
+def test_generic_csv(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text("image,score,split\nx.png,1,train\ny.png,9,\n")
+    recs = load_generic_csv(tmp_path / "s.csv", 1, 9, higher_is_better=False)
+    assert [(r.score, r.split) for r in recs] == [(1.0, "train"), (0.0, None)]
+    assert recs[0].path == str(tmp_path / "x.png")
+    with pytest.raises(ConfigError, match="score"):
+        (tmp_path / "t.csv").write_text("image,mos\nx.png,1\n")
+        load_generic_csv(tmp_path / "t.csv", 0, 1)
+    with pytest.raises(ConfigError, match="not found"):
+        load_generic_csv(tmp_path / "missing.csv", 0, 1)
+
+
+def test_mos_dataset(tmp_path: Path) -> None:
+    _png(tmp_path / "x.png")
+    (tmp_path / "s.csv").write_text("image,score\nx.png,0.7\nmissing.png,0.2\n")
+    ds = MosDataset(load_generic_csv(tmp_path / "s.csv", 0, 1), Preprocessor(64, 64), (8, 8))
+    item = ds[0]
+    assert item["image"].shape == (3, 64, 64) and item["prior"].shape == (1, 16, 16)
+    assert item["saliency"].shape == (1, 8, 8)
+    assert float(item["saliency"].sum()) == pytest.approx(1.0, abs=1e-5)
+    assert float(item["score"]) == pytest.approx(0.7)
+    assert int(item["level"]) == -1 and int(item["type_index"]) == -1
+    assert item["level"].dtype == torch.int64
+    with pytest.raises(InvalidImageError, match="missing.png"):
+        ds[1]

@@ -1,0 +1,120 @@
+"""Checkpoints: safetensors (no pickle: loading never runs code) + spec + config + metrics.
+
+A *model* checkpoint holds the weights and, in the safetensors metadata, the ModelSpec,
+the training config and the metrics. A *training-state* checkpoint (``last.safetensors``)
+adds the optimizer moments and the epoch so training can resume.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from saliq.atomic import atomic_path
+from saliq.errors import ModelFormatError
+from saliq.spec import METADATA_KEY, ModelSpec
+
+from .models import create_model
+
+CONFIG_KEY = "saliq_config"
+METRICS_KEY = "saliq_metrics"
+STATE_KEY = "saliq_train_state"
+OPTIM_PREFIX = "optim."
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"{path}: no such checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFormatError(
+            f"{path}: not a safetensors checkpoint ({exc}); pass a saliq .safetensors file"
+        ) from None
+    if METADATA_KEY not in meta:
+        raise ModelFormatError(
+            f"{path}: a safetensors file without a saliq spec; it was not written by saliq train"
+        )
+    return meta
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    spec: ModelSpec,
+    config: dict | None = None,
+    metrics: dict | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict | None = None,
+    half: bool = False,
+) -> Path:
+    tensors = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    if optimizer is not None:
+        for idx, per_param in optimizer.state_dict()["state"].items():
+            for name, value in per_param.items():
+                if torch.is_tensor(value):
+                    tensors[f"{OPTIM_PREFIX}{idx}.{name}"] = value.detach().contiguous()
+    meta = {
+        METADATA_KEY: spec.to_json(),
+        CONFIG_KEY: json.dumps(config or {}, sort_keys=True),
+        METRICS_KEY: json.dumps(metrics or {}, sort_keys=True),
+    }
+    if state is not None:
+        meta[STATE_KEY] = json.dumps(state, sort_keys=True)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    return ModelSpec.from_json(read_metadata(path)[METADATA_KEY], source=str(path))
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, dict, dict]:
+    """Build the model from its spec and load weights -> (model in eval mode, spec, config, metrics)."""
+    meta = read_metadata(path)
+    spec = ModelSpec.from_json(meta[METADATA_KEY], source=str(path))
+    tensors = load_file(str(path))
+    weights = {k: v.float() for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
+    model = create_model(spec.architecture, **{**spec.model_config, "pretrained": False})
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ModelFormatError(
+            f"{path}: weights do not fit {spec.architecture} (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}); the checkpoint is from another model version"
+        )
+    model.eval()
+    return model, spec, json.loads(meta.get(CONFIG_KEY, "{}")), json.loads(meta.get(METRICS_KEY, "{}"))
+
+
+def load_training_state(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict:
+    """Restore model weights and optimizer moments from ``last.safetensors``; return the state."""
+    meta = read_metadata(path)
+    if STATE_KEY not in meta:
+        raise ModelFormatError(f"{path}: has no training state; resume from a last.safetensors")
+    tensors = load_file(str(path))
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)})
+    state = json.loads(meta[STATE_KEY])
+    optim_state = optimizer.state_dict()
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith(OPTIM_PREFIX):
+            idx, name = key[len(OPTIM_PREFIX):].split(".", 1)
+            per_param.setdefault(int(idx), {})[name] = value
+    optim_state["state"] = per_param
+    optimizer.load_state_dict(optim_state)
+    return state

@@ -1,0 +1,1 @@
+"""saliq subpackage."""
