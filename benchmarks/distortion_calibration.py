@@ -71,8 +71,12 @@ def main() -> None:
     table = calibrate(args.size, args.seed)
     print(format_table(table))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"size": args.size, "seed": args.seed, "photos": list(sample_photo_arrays()),
-               "metrics": table}
+    payload = {
+        "size": args.size,
+        "seed": args.seed,
+        "photos": list(sample_photo_arrays()),
+        "metrics": table,
+    }
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

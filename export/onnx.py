@@ -87,9 +87,14 @@ def export_onnx(
     with atomic_path(output) as tmp:
         with torch.no_grad():
             torch.onnx.export(
-                model, example, str(tmp), input_names=input_names,
-                output_names=list(spec.outputs), opset_version=opset,
-                dynamic_axes=dynamic, dynamo=False,
+                model,
+                example,
+                str(tmp),
+                input_names=input_names,
+                output_names=list(spec.outputs),
+                opset_version=opset,
+                dynamic_axes=dynamic,
+                dynamo=False,
             )
         proto = onnx.load(str(tmp))
         io_dtypes = {v.name: "float32" for v in [*proto.graph.input, *proto.graph.output]}

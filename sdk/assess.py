@@ -20,9 +20,7 @@ DEFAULT_BATCH = 16
 def default_model_path(kind: str = "onnx") -> Path:
     path = DEFAULT_MODEL_DIR / f"{DEFAULT_MODEL_STEM}.{kind}"
     if not path.is_file():
-        raise ModelFormatError(
-            f"the shipped default model is missing ({path}); reinstall saliq"
-        )
+        raise ModelFormatError(f"the shipped default model is missing ({path}); reinstall saliq")
     return path
 
 

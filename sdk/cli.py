@@ -100,8 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model from a YAML config")
     train.add_argument("--config", required=True)
     train.add_argument("--resume", action="store_true", help="continue from last.safetensors")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set optim.epochs=2")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.epochs=2",
+    )
     train.set_defaults(func=cmd_train)
 
     export = sub.add_parser("export", help="export a checkpoint")

@@ -172,7 +172,9 @@ class Preprocessor:
 
     def __post_init__(self) -> None:
         if self.height % 32 or self.width % 32 or self.height <= 0 or self.width <= 0:
-            raise ValueError(f"H and W must be positive multiples of 32, got {self.height}x{self.width}")
+            raise ValueError(
+                f"H and W must be positive multiples of 32, got {self.height}x{self.width}"
+            )
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be float32 or float16, got {self.dtype!r}")
 

@@ -121,8 +121,9 @@ def test_train_set_reproducible_per_epoch(photos: list[ContentItem]) -> None:
 
 
 def test_train_set_options(photos: list[ContentItem]) -> None:
-    gray = SyntheticTrainSet(photos[:1], PRE, SAL_HW, copies_per_photo=1, pristine_prob=1.0,
-                             gray_prob=1.0, flip=False)
+    gray = SyntheticTrainSet(
+        photos[:1], PRE, SAL_HW, copies_per_photo=1, pristine_prob=1.0, gray_prob=1.0, flip=False
+    )
     item = gray[0]
     assert int(item["level"]) == 0 and float(item["score"]) == 1.0
     torch.testing.assert_close(item["image"][0], item["image"][2])  # luma in all channels

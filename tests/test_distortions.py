@@ -29,8 +29,17 @@ def frames() -> dict[str, np.ndarray]:
 
 def test_registry_has_the_required_types() -> None:
     required = {
-        "defocus_blur", "motion_blur", "gaussian_noise", "shot_noise", "impulse_noise", "jpeg",
-        "underexposure", "overexposure", "haze", "colour_cast", "pixelate",
+        "defocus_blur",
+        "motion_blur",
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "jpeg",
+        "underexposure",
+        "overexposure",
+        "haze",
+        "colour_cast",
+        "pixelate",
     }
     assert required <= set(DISTORTIONS)
     assert list(TYPE_NAMES) == sorted(DISTORTIONS)

@@ -56,8 +56,10 @@ def test_live_challenge(tmp_path: Path) -> None:
     names = np.empty((3, 1), dtype=object)
     names[:, 0] = ["t1.bmp", "10.bmp", "11.bmp"]
     savemat(tmp_path / "Data" / "AllImages_release.mat", {"AllImages_release": names})
-    savemat(tmp_path / "Data" / "AllMOS_release.mat",
-            {"AllMOS_release": np.array([[25.0, 50.0, 100.0]])})
+    savemat(
+        tmp_path / "Data" / "AllMOS_release.mat",
+        {"AllMOS_release": np.array([[25.0, 50.0, 100.0]])},
+    )
     _png(tmp_path / "Images" / "trainingImages" / "t1.bmp")
     recs = load_live_challenge(tmp_path)
     assert [r.score for r in recs] == [0.25, 0.5, 1.0]
@@ -88,8 +90,14 @@ def test_pyiqa_meta_nr_fr_and_splits(tmp_path: Path) -> None:
     (tmp_path / "fr.csv").write_text("ref_name,dist_name,mos\nr.bmp,d1.bmp,10\nr.bmp,d2.bmp,60\n")
     with (tmp_path / "split.pkl").open("wb") as f:
         pickle.dump({1: {"train": [0], "val": [], "test": [1]}}, f)
-    recs = load_pyiqa_meta(tmp_path / "fr.csv", tmp_path, 0, 100, higher_is_better=False,
-                           split_file=tmp_path / "split.pkl")
+    recs = load_pyiqa_meta(
+        tmp_path / "fr.csv",
+        tmp_path,
+        0,
+        100,
+        higher_is_better=False,
+        split_file=tmp_path / "split.pkl",
+    )
     assert [r.score for r in recs] == [pytest.approx(0.9), pytest.approx(0.4)]
     assert [r.split for r in recs] == ["train", "test"] and recs[0].group == "r.bmp"
     assert recs[1].path.endswith("d2.bmp")

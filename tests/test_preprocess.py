@@ -19,8 +19,14 @@ def _photo(h: int, w: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "src_hw, out_hw",
-    [((512, 512), (224, 224)), ((1080, 1920), (224, 384)), ((100, 150), (224, 224)),
-     ((300, 90), (128, 96)), ((1, 1), (32, 32)), ((2, 3), (64, 32))],
+    [
+        ((512, 512), (224, 224)),
+        ((1080, 1920), (224, 384)),
+        ((100, 150), (224, 224)),
+        ((300, 90), (128, 96)),
+        ((1, 1), (32, 32)),
+        ((2, 3), (64, 32)),
+    ],
 )
 def test_matches_float64_oracle(src_hw, out_hw):
     rng = np.random.default_rng(0)
@@ -61,8 +67,10 @@ def test_nv12_matches_opencv():
     rgb = _photo(64, 96)
     yuv = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), cv2.COLOR_BGR2YUV_I420)
     h, w = 64, 96
-    y, u, v = yuv[:h], yuv[h : h + h // 4].reshape(h // 2, w // 2), yuv[h + h // 4 :].reshape(
-        h // 2, w // 2
+    y, u, v = (
+        yuv[:h],
+        yuv[h : h + h // 4].reshape(h // 2, w // 2),
+        yuv[h + h // 4 :].reshape(h // 2, w // 2),
     )
     nv12 = np.vstack([y, np.stack([u, v], axis=2).reshape(h // 2, w)])
     ours = decode_to_rgb(nv12, "NV12")
@@ -87,8 +95,12 @@ def test_flat_image_prior_stays_zero():
 
 @pytest.mark.parametrize(
     "frame, fmt",
-    [(np.zeros((8, 8, 3), np.float32), "RGB"), (np.zeros((8, 8, 2), np.uint8), "RGB"),
-     (np.zeros((8, 8), np.uint8), "NV12"), (np.zeros((9, 7), np.uint8), "NV12")],
+    [
+        (np.zeros((8, 8, 3), np.float32), "RGB"),
+        (np.zeros((8, 8, 2), np.uint8), "RGB"),
+        (np.zeros((8, 8), np.uint8), "NV12"),
+        (np.zeros((9, 7), np.uint8), "NV12"),
+    ],
 )
 def test_bad_frames(frame, fmt):
     with pytest.raises(InvalidImageError):

@@ -83,7 +83,7 @@ def load_spec(path: str | Path) -> ModelSpec:
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, dict, dict]:
-    """Build the model from its spec and load weights -> (model in eval mode, spec, config, metrics)."""
+    """Build the model from its spec, load weights: (model in eval mode, spec, config, metrics)."""
     meta = read_metadata(path)
     spec = ModelSpec.from_json(meta[METADATA_KEY], source=str(path))
     tensors = load_file(str(path))
@@ -96,7 +96,12 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, dict,
             f"unexpected {unexpected[:3]}); the checkpoint is from another model version"
         )
     model.eval()
-    return model, spec, json.loads(meta.get(CONFIG_KEY, "{}")), json.loads(meta.get(METRICS_KEY, "{}"))
+    return (
+        model,
+        spec,
+        json.loads(meta.get(CONFIG_KEY, "{}")),
+        json.loads(meta.get(METRICS_KEY, "{}")),
+    )
 
 
 def load_training_state(
@@ -113,7 +118,7 @@ def load_training_state(
     per_param: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith(OPTIM_PREFIX):
-            idx, name = key[len(OPTIM_PREFIX):].split(".", 1)
+            idx, name = key[len(OPTIM_PREFIX) :].split(".", 1)
             per_param.setdefault(int(idx), {})[name] = value
     optim_state["state"] = per_param
     optimizer.load_state_dict(optim_state)

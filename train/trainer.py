@@ -6,6 +6,7 @@ import json
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from .data.content import ContentItem, sample_photo_items, scene_items, split_by
 from .data.distortions import quality_label
 from .data.synthetic import SyntheticGridSet, SyntheticTrainSet
 from .losses import SGDNetLoss
-from .metrics import grouped_srcc, iqa_summary
+from .metrics import iqa_summary
 from .models import create_model
 
 BEST_NAME = "best.safetensors"
@@ -71,7 +72,8 @@ def content_splits(config: TrainConfig) -> dict[str, list[ContentItem]]:
         raise ValueError("need at least 3 content photos (train/val/test); set data.scene_dir")
     train_frac = 1.0 - config.data.val_fraction - config.data.test_fraction
     return split_by_photo(
-        items, (train_frac, config.data.val_fraction, config.data.test_fraction),
+        items,
+        (train_frac, config.data.val_fraction, config.data.test_fraction),
         seed=config.data.split_seed,
     )
 
@@ -93,16 +95,14 @@ def predict(model: torch.nn.Module, loader: DataLoader, spec: ModelSpec) -> dict
 
 
 def evaluate_grid(model, grid: SyntheticGridSet, spec: ModelSpec, batch_size: int) -> dict:
+    from .evaluate import severity_metrics
+
     loader = DataLoader(grid, batch_size=batch_size, shuffle=False, num_workers=0)
     scores = predict(model, loader, spec)["score"]
     photos, types, levels = zip(*grid.records)
     labels = np.array([quality_label(level) for level in levels], dtype=np.float64)
     metrics = iqa_summary(scores, labels)
-    distorted = np.array(levels) > 0
-    groups = [f"{p}|{t}" for p, t in zip(np.array(photos)[distorted], np.array(types)[distorted])]
-    metrics[SELECTION_METRIC] = grouped_srcc(
-        scores[distorted], np.array(levels)[distorted], groups
-    )[0]
+    metrics[SELECTION_METRIC] = severity_metrics(scores, levels, photos, types)[SELECTION_METRIC]
     return metrics
 
 
@@ -151,9 +151,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
 
         types = [t for t in sorted(DISTORTIONS) if t not in config.data.exclude_types]
     train_set = SyntheticTrainSet(
-        splits["train"], pre, spec.saliency_size,
-        copies_per_photo=config.data.copies_per_photo, types=types,
-        pristine_prob=config.data.pristine_prob, gray_prob=config.data.gray_prob,
+        splits["train"],
+        pre,
+        spec.saliency_size,
+        copies_per_photo=config.data.copies_per_photo,
+        types=types,
+        pristine_prob=config.data.pristine_prob,
+        gray_prob=config.data.gray_prob,
         seed=config.seed,
     )
     val_items = splits["val"][: config.data.val_photos]
@@ -161,7 +165,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     run_config = config.to_dict()
     run_config["split"] = {k: photo_names(v) for k, v in splits.items()}
 
-    optimizer = torch.optim.AdamW(_param_groups(model, config), weight_decay=config.optim.weight_decay)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, config), weight_decay=config.optim.weight_decay
+    )
     steps_per_epoch = math.ceil(len(train_set) / config.optim.batch_size)
     if config.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
@@ -176,23 +182,33 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     if resume and last_path.is_file():
         state = load_training_state(last_path, model, optimizer)
         start_epoch, best_value, history = state["epoch"], state["best_value"], state["history"]
-        for _ in range(start_epoch * steps_per_epoch):
-            scheduler.step()
+        with warnings.catch_warnings():  # fast-forwarding the schedule, no optimizer step
+            warnings.simplefilter("ignore")
+            for _ in range(start_epoch * steps_per_epoch):
+                scheduler.step()
         print(f"[saliq train] resumed from {last_path} at epoch {start_epoch}")
 
     for epoch in range(start_epoch, config.optim.epochs):
         train_set.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
         loader = DataLoader(
-            train_set, batch_size=config.optim.batch_size, shuffle=True, drop_last=True,
-            num_workers=config.num_workers, generator=generator,
+            train_set,
+            batch_size=config.optim.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=config.num_workers,
+            generator=generator,
             persistent_workers=False,
         )
         model.train()
         sums = {"loss": 0.0, "quality": 0.0, "saliency": 0.0}
         started = time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.optim.epochs}",
-                   disable=not progress, unit="step")
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{config.optim.epochs}",
+            disable=not progress,
+            unit="step",
+        )
         for step, batch in enumerate(loader):
             if step >= steps_per_epoch:
                 break
@@ -212,17 +228,30 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         record = {"epoch": epoch + 1, **{f"train_{k}": v / n_steps for k, v in sums.items()}}
         record["train_seconds"] = time.perf_counter() - started
         record["images_per_second"] = n_steps * config.optim.batch_size / record["train_seconds"]
-        record.update({f"val_{k}": v for k, v in evaluate_grid(
-            model, val_set, spec, config.optim.batch_size).items()})
+        record.update(
+            {
+                f"val_{k}": v
+                for k, v in evaluate_grid(model, val_set, spec, config.optim.batch_size).items()
+            }
+        )
         history.append(record)
-        print("[saliq train] " + "  ".join(
-            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        print(
+            "[saliq train] "
+            + "  ".join(
+                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+            )
+        )
         value = record[f"val_{SELECTION_METRIC}"]
         if value > best_value or not best_path.exists():
             best_value = max(best_value, value) if not math.isnan(value) else best_value
             save_checkpoint(best_path, model, spec, run_config, record)
         save_checkpoint(
-            last_path, model, spec, run_config, record, optimizer=optimizer,
+            last_path,
+            model,
+            spec,
+            run_config,
+            record,
+            optimizer=optimizer,
             state={"epoch": epoch + 1, "best_value": best_value, "history": history},
         )
         write_text_atomic(out_dir / LOG_NAME, "".join(json.dumps(h) + "\n" for h in history))

@@ -59,7 +59,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chosen)
         except Exception as exc:
-            raise ModelFormatError(f"{path}: not a loadable ONNX model ({str(exc)[:120]})") from None
+            raise ModelFormatError(
+                f"{path}: not a loadable ONNX model ({str(exc)[:120]})"
+            ) from None
         spec = _spec_of(self.session, path)
         active = self.session.get_providers()[0]
         super().__init__(spec, device="cpu" if active == "CPUExecutionProvider" else "cuda")

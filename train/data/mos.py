@@ -108,8 +108,11 @@ def load_koniq10k(
 def _mat_variable(path: Path, preferred: str) -> np.ndarray:
     from scipy.io import loadmat
 
-    data = {k: v for k, v in loadmat(_require(path, "LIVE Challenge file")).items()
-            if not k.startswith("__")}
+    data = {
+        k: v
+        for k, v in loadmat(_require(path, "LIVE Challenge file")).items()
+        if not k.startswith("__")
+    }
     if preferred in data:
         return data[preferred]
     if len(data) == 1:
@@ -155,8 +158,12 @@ def load_kadid10k(root: str | os.PathLike[str], csv_name: str = "dmos.csv") -> l
     for row in rows:
         raw = _float(row, "dmos", path)
         out.append(
-            MosRecord(str(images / row["dist_img"]), normalise_score(raw, 1.0, 5.0), raw,
-                      group=row["ref_img"])
+            MosRecord(
+                str(images / row["dist_img"]),
+                normalise_score(raw, 1.0, 5.0),
+                raw,
+                group=row["ref_img"],
+            )
         )
     return out
 

@@ -84,8 +84,11 @@ class _WorkingFrames(Dataset):
             out = self.preprocessor.one(frame, fmt="RGB")
         item = self.items[photo_index]
         saliency = fixation_density(
-            item.fixations, (item.height, item.width), self.saliency_hw,
-            prior=out["prior"][0], flip=flip,
+            item.fixations,
+            (item.height, item.width),
+            self.saliency_hw,
+            prior=out["prior"][0],
+            flip=flip,
         )
         return {
             "image": torch.from_numpy(out["image"]),
@@ -194,11 +197,16 @@ class SyntheticGridSet(_WorkingFrames):
     def __len__(self) -> int:
         return len(self._index)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def frame(self, index: int) -> np.ndarray:
+        """The distorted uint8 HxWx3 RGB working frame of item ``index`` (peers, SDK runs)."""
         photo_index, type_name, level = self._index[index]
         frame = self.working_frame(photo_index)
         if type_name is not None:
             type_id = TYPE_NAMES.index(type_name)
             rng = np.random.default_rng([self.seed, photo_index, type_id, level])
             frame = apply_distortion(frame, type_name, level, rng)
-        return self._item(photo_index, frame, level, type_name, gray=False, flip=False)
+        return frame
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        photo_index, type_name, level = self._index[index]
+        return self._item(photo_index, self.frame(index), level, type_name, gray=False, flip=False)

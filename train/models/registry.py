@@ -23,7 +23,9 @@ def _lookup(table: dict[str, Callable], kind: str, name: str) -> Callable:
     try:
         return table[name]
     except KeyError:
-        raise ConfigError(f"unknown {kind} {name!r}; available: {', '.join(sorted(table))}") from None
+        raise ConfigError(
+            f"unknown {kind} {name!r}; available: {', '.join(sorted(table))}"
+        ) from None
 
 
 def create_model(name: str, **cfg):
