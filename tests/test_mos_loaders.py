@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import json
 from pathlib import Path
 
 import cv2
@@ -88,15 +88,17 @@ def test_pyiqa_meta_nr_fr_and_splits(tmp_path: Path) -> None:
     assert [r.score for r in recs] == [0.8, 0.2]
     assert recs[0].path == str(tmp_path / "img" / "a.jpg")
     (tmp_path / "fr.csv").write_text("ref_name,dist_name,mos\nr.bmp,d1.bmp,10\nr.bmp,d2.bmp,60\n")
-    with (tmp_path / "split.pkl").open("wb") as f:
-        pickle.dump({1: {"train": [0], "val": [], "test": [1]}}, f)
+    (tmp_path / "split.json").write_text(json.dumps({"1": {"train": [0], "val": [], "test": [1]}}))
+    (tmp_path / "split.pkl").write_bytes(b"\x80\x04N.")
+    with pytest.raises(ConfigError, match="never pickles"):
+        load_pyiqa_meta(tmp_path / "fr.csv", tmp_path, 0, 100, split_file=tmp_path / "split.pkl")
     recs = load_pyiqa_meta(
         tmp_path / "fr.csv",
         tmp_path,
         0,
         100,
         higher_is_better=False,
-        split_file=tmp_path / "split.pkl",
+        split_file=tmp_path / "split.json",
     )
     assert [r.score for r in recs] == [pytest.approx(0.9), pytest.approx(0.4)]
     assert [r.split for r in recs] == ["train", "test"] and recs[0].group == "r.bmp"

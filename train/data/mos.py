@@ -21,8 +21,8 @@ keeps the released value in ``raw``. Mappings:
 from __future__ import annotations
 
 import csv
+import json
 import os
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +181,13 @@ def load_pyiqa_meta(
     split_file: str | os.PathLike[str] | None = None,
     split_index: int = 1,
 ) -> list[MosRecord]:
-    """A pyiqa ``meta_info_*.csv``; ``split_file`` is pyiqa's split pickle (trusted files
-    only: unpickling runs code), ``{index: {"train": [rows], "val": [...], "test": [...]}}``."""
+    """A pyiqa ``meta_info_*.csv``; ``split_file`` is pyiqa's split table as JSON,
+    ``{"1": {"train": [rows], "val": [...], "test": [...]}, ...}``.
+
+    pyiqa ships splits as pickles; saliq never unpickles a file it is handed (unpickling runs
+    code), so convert a split you trust once, in your own session:
+    ``json.dump(pickle.load(open("s.pkl", "rb")), open("s.json", "w"))``
+    """
     path = Path(meta_csv)
     rows = _read_csv(path, ())
     columns = list(rows[0]) if rows else []
@@ -200,8 +205,16 @@ def load_pyiqa_meta(
         )
     splits: dict[int, str] = {}
     if split_file is not None:
-        with _require(Path(split_file), "pyiqa split file").open("rb") as f:
-            table = pickle.load(f)
+        split_path = _require(Path(split_file), "pyiqa split file")
+        if split_path.suffix.lower() != ".json":
+            raise ConfigError(
+                f"{split_path}: saliq reads split tables as JSON only (never pickles); convert "
+                "it once with json.dump(pickle.load(...)) in a trusted session"
+            )
+        try:
+            table = {int(k): v for k, v in json.loads(split_path.read_text()).items()}
+        except (ValueError, AttributeError) as exc:
+            raise ConfigError(f"{split_path}: not a JSON split table ({exc})") from None
         if split_index not in table:
             raise ConfigError(f"{split_file} has no split {split_index} (has {sorted(table)})")
         splits = {int(i): name for name, idx in table[split_index].items() for i in idx}

@@ -1,0 +1,43 @@
+"""The shipped default model: loads by name, agrees across backends, ranks severity."""
+
+import cv2
+import numpy as np
+import pytest
+
+import saliq
+from saliq.train.data.distortions import apply_distortion
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+
+    return np.ascontiguousarray(data.coffee())  # RGB, not a training photo
+
+
+@pytest.fixture(scope="module")
+def default():
+    return saliq.load("default")
+
+
+def test_loads_by_name_with_spec(default):
+    assert default.spec.name == "saliq-sgdnet-lite0"
+    assert default.backend.name == "onnxruntime"
+    assert default.spec.inputs == ("image",)
+
+
+@pytest.mark.parametrize("kind", ["defocus_blur", "gaussian_noise", "jpeg", "underexposure"])
+def test_scores_fall_with_severity(default, photo, kind):
+    rng = np.random.default_rng(0)
+    frame = cv2.resize(photo, (224, 224), interpolation=cv2.INTER_AREA)
+    frames = [frame] + [apply_distortion(frame, kind, lv, rng) for lv in (1, 3, 5)]
+    scores = [r.score for r in default.assess(frames, color="RGB")]
+    assert scores[0] > scores[2] > scores[3], scores
+
+
+def test_torch_checkpoint_matches_onnx(default, photo):
+    torch_model = saliq.load("default", backend="torch")
+    a = default.assess(photo, color="RGB")
+    b = torch_model.assess(photo, color="RGB")
+    assert a.score == pytest.approx(b.score, abs=1e-4)
+    np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-3)
