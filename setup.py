@@ -1,10 +1,106 @@
 """saliq packaging: one import package `saliq` assembled from three folders.
 
 sdk/ -> saliq (what apps import), train/ -> saliq.train, export/ -> saliq.export.
-The CUDA/C++ preprocessing extension (csrc/) joins in a later release; see csrc/README.md.
+csrc/ -> saliq._preproc, the native preprocessing (pybind11): the CPU twin is always built;
+the CUDA kernels too when nvcc is found and SALIQ_CUDA is not "0" (see csrc/README.md).
 """
 
-from setuptools import setup
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+CUDA_ARCHS = ("75", "86", "87", "89", "90")  # + compute_90 PTX for newer GPUs
+CSRC = "csrc"
+
+
+def _nvcc() -> str | None:
+    if os.environ.get("SALIQ_CUDA", "1") == "0":
+        return None
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if home and os.path.isfile(os.path.join(home, "bin", "nvcc")):
+        return os.path.join(home, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+def _cuda_home(nvcc: str) -> str | None:
+    """The toolkit folder holding include/cuda_runtime.h (nvcc may be a wrapper script)."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += ["/usr/local/cuda", *sorted(glob.glob("/usr/local/cuda-*"), reverse=True)]
+    for home in filter(None, candidates):
+        if os.path.isfile(os.path.join(home, "include", "cuda_runtime.h")):
+            return home
+    return None
+
+
+def _cudart_static_dir(home: str) -> str | None:
+    for sub in ("lib64", "lib", *glob.glob(os.path.join(home, "targets", "*", "lib"))):
+        lib = os.path.join(home, sub)
+        if os.path.isfile(os.path.join(lib, "libcudart_static.a")):
+            return lib
+    return None
+
+
+class BuildExt(build_ext):
+    """Compiles csrc/preproc_cuda.cu with nvcc (when present) and links it in statically."""
+
+    def build_extension(self, ext):
+        nvcc = _nvcc()
+        home = _cuda_home(nvcc) if nvcc else None
+        libdir = _cudart_static_dir(home) if home else None
+        if nvcc and home and libdir:
+            obj = os.path.join(self.build_temp, "preproc_cuda.o")
+            os.makedirs(self.build_temp, exist_ok=True)
+            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
+            gencode.append("-gencode=arch=compute_90,code=compute_90")
+            cmd = [
+                nvcc,
+                "-std=c++17",
+                "-O3",
+                "-Xcompiler",
+                "-fPIC",
+                *gencode,
+                "-c",
+                os.path.join(CSRC, "preproc_cuda.cu"),
+                "-o",
+                obj,
+            ]
+            print(" ".join(cmd), flush=True)
+            subprocess.check_call(cmd)
+            ext.extra_objects.append(obj)
+            ext.define_macros.append(("SALIQ_WITH_CUDA", "1"))
+            ext.library_dirs.append(libdir)
+            ext.libraries += ["cudart_static", "dl", "rt"]
+        elif nvcc:
+            print("saliq: nvcc found but no CUDA toolkit/libcudart_static.a; CPU only", flush=True)
+        else:
+            print("saliq: building the CPU preprocessing only (no nvcc, or SALIQ_CUDA=0)")
+        super().build_extension(ext)
+
+
+def _extensions() -> list[Extension]:
+    import pybind11
+
+    compile_args = ["-std=c++17", "-O3", "-fvisibility=hidden"]
+    if sys.platform != "win32":
+        compile_args.append("-pthread")
+    return [
+        Extension(
+            "saliq._preproc",
+            sources=[os.path.join(CSRC, "bindings.cpp"), os.path.join(CSRC, "preproc_cpu.cpp")],
+            include_dirs=[pybind11.get_include(), CSRC],
+            depends=glob.glob(os.path.join(CSRC, "*.h")) + [os.path.join(CSRC, "preproc_cuda.cu")],
+            extra_compile_args=compile_args,
+            extra_link_args=["-pthread"] if sys.platform != "win32" else [],
+            language="c++",
+        )
+    ]
+
 
 PACKAGES = {
     "saliq": "sdk",
@@ -51,4 +147,6 @@ setup(
         ],
     },
     entry_points={"console_scripts": ["saliq=saliq.cli:main"]},
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": BuildExt},
 )

@@ -1,8 +1,11 @@
 """Preprocessing version 1, the one definition shared by training and inference.
 
-DESIGN.md gives the text; this module is its Python (NumPy + OpenCV) implementation. The
-native kernel (csrc/) replaces it later without changing callers, and this then becomes
-the tests' oracle. Steps: decode to RGB float [0, 255] -> separable stretch resize (area
+DESIGN.md gives the text. Two implementations: the native extension ``saliq._preproc``
+(csrc/: the CPU twin of the CUDA kernels), used whenever it is built, and the Python
+(NumPy + OpenCV) implementation below, which served before the native code landed and now
+is the reference it is tested against (``Preprocessor(..., implementation="python")``).
+
+Steps: decode to RGB float [0, 255] -> separable stretch resize (area
 where an axis shrinks, half-pixel bilinear where it grows) -> ``image`` normalised NCHW,
 ``gradient`` (Sobel magnitude of luma, fixed scale) and ``prior`` (pooled, blurred,
 centre-weighted gradient at 1/4 resolution).
@@ -31,6 +34,25 @@ PRIOR_CENTRE_SIGMA_FRACTION = 0.2  # of the pooled width / height
 UINT16_TO_UINT8 = 257.0
 # NV12 -> RGB: BT.601/709, limited or full range (OpenCV's default is bt601 limited).
 _YUV_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+IMPLEMENTATIONS = ("auto", "native", "python")
+
+
+def native_module():
+    """The compiled extension, or None where saliq was installed without it."""
+    try:
+        from . import _preproc
+    except ImportError:
+        return None
+    return _preproc
+
+
+def set_native_threads(count: int) -> None:
+    """CPU threads per native preprocessing call (0 = all cores); data workers use 1."""
+    module = native_module()
+    if module is not None:
+        module.set_num_threads(count)
 
 
 def _cv2():
@@ -169,8 +191,17 @@ class Preprocessor:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     dtype: str = "float32"
     version: int = PREPROCESSING_VERSION
+    implementation: str = "auto"  # auto: native where built, else python
 
     def __post_init__(self) -> None:
+        if self.implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}")
+        if self.implementation == "native" and native_module() is None:
+            from .errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                "saliq._preproc is not built; reinstall saliq with a C++ compiler present"
+            )
         if self.height % 32 or self.width % 32 or self.height <= 0 or self.width <= 0:
             raise ValueError(
                 f"H and W must be positive multiples of 32, got {self.height}x{self.width}"
@@ -179,11 +210,40 @@ class Preprocessor:
             raise ValueError(f"dtype must be float32 or float16, got {self.dtype!r}")
 
     @classmethod
-    def from_spec(cls, spec, dtype: str = "float32") -> Preprocessor:
-        return cls(spec.input_height, spec.input_width, tuple(spec.mean), tuple(spec.std), dtype)
+    def from_spec(cls, spec, dtype: str = "float32", implementation: str = "auto") -> Preprocessor:
+        return cls(
+            spec.input_height,
+            spec.input_width,
+            tuple(spec.mean),
+            tuple(spec.std),
+            dtype,
+            implementation=implementation,
+        )
+
+    @property
+    def uses_native(self) -> bool:
+        return self.implementation != "python" and native_module() is not None
+
+    def _native(self, frames: list[np.ndarray], fmt: str, dtype: str, **decode_kwargs):
+        try:
+            return native_module().preprocess(
+                [np.ascontiguousarray(f) for f in frames],
+                fmt.upper(),
+                self.height,
+                self.width,
+                list(self.mean),
+                list(self.std),
+                dtype,
+                **decode_kwargs,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidImageError(str(exc)) from None
 
     def one(self, frame: np.ndarray, fmt: str = "BGR", **decode_kwargs) -> dict[str, np.ndarray]:
         """One frame -> unbatched float32 outputs (image 3xHxW, gradient 1xHxW, prior 1xH/4xW/4)."""
+        if self.uses_native:
+            out = self._native([frame], fmt, "float32", **decode_kwargs)
+            return {key: value[0] for key, value in out.items()}
         rgb = resize_stretch(decode_to_rgb(frame, fmt, **decode_kwargs), self.height, self.width)
         mean = np.asarray(self.mean, np.float32)
         std = np.asarray(self.std, np.float32)
@@ -202,6 +262,8 @@ class Preprocessor:
             frames = [frames]
         if len(frames) == 0:
             raise InvalidImageError("empty batch: pass at least one frame")
+        if self.uses_native:
+            return self._native(list(frames), fmt, self.dtype, **decode_kwargs)
         outs = [self.one(f, fmt, **decode_kwargs) for f in frames]
         dtype = np.dtype(self.dtype)
         return {key: np.stack([o[key] for o in outs]).astype(dtype) for key in outs[0]}

@@ -79,3 +79,43 @@ def preprocess(rgb_uint: np.ndarray, h: int, w: int, mean, std) -> dict[str, np.
     image = ((resized / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1)
     grad = sobel_magnitude(resized)
     return {"image": image, "gradient": grad[None], "prior": prior(grad)[None]}
+
+
+# YUV -> RGB, written from DESIGN.md step 1 (Kr, Kb of each matrix; studio swing for "limited").
+_KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+def decode(frame: np.ndarray, fmt: str, matrix="bt601", yuv_range="limited") -> np.ndarray:
+    """Step 1 in float64: a uint8/uint16 frame of any format -> HxWx3 RGB in [0, 255]."""
+    x = frame.astype(np.float64)
+    if frame.dtype == np.uint16:
+        x = x / 257.0
+    if fmt == "GRAY":
+        x = x.reshape(x.shape[0], x.shape[1])
+        return np.stack([x, x, x], axis=2)
+    if fmt == "NV12":
+        h = x.shape[0] * 2 // 3
+        luma = x[:h]
+        cb = np.kron(x[h:, 0::2], np.ones((2, 2))) - 128.0  # each chroma sample covers 2x2
+        cr = np.kron(x[h:, 1::2], np.ones((2, 2))) - 128.0
+        if yuv_range == "limited":
+            luma = (luma - 16.0) * 255.0 / 219.0
+            cb, cr = cb * 255.0 / 224.0, cr * 255.0 / 224.0
+        kr, kb = _KR_KB[matrix]
+        kg = 1.0 - kr - kb
+        r = luma + 2.0 * (1.0 - kr) * cr
+        g = luma - (2.0 * kb * (1.0 - kb) / kg) * cb - (2.0 * kr * (1.0 - kr) / kg) * cr
+        b = luma + 2.0 * (1.0 - kb) * cb
+        return np.clip(np.stack([r, g, b], axis=2), 0.0, 255.0)
+    rgb = x[:, :, :3]
+    return rgb[:, :, ::-1] if fmt.startswith("BGR") else rgb
+
+
+def preprocess_frame(
+    frame: np.ndarray, fmt: str, h: int, w: int, mean, std, matrix="bt601", yuv_range="limited"
+) -> dict[str, np.ndarray]:
+    """Any format (``decode``) -> float64 outputs, unbatched; the same steps as ``preprocess``."""
+    resized = resize(decode(frame, fmt, matrix, yuv_range), h, w)
+    image = ((resized / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1)
+    grad = sobel_magnitude(resized)
+    return {"image": image, "gradient": grad[None], "prior": prior(grad)[None]}

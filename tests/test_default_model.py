@@ -41,3 +41,15 @@ def test_torch_checkpoint_matches_onnx(default, photo):
     b = torch_model.assess(photo, color="RGB")
     assert a.score == pytest.approx(b.score, abs=1e-4)
     np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-3)
+
+
+def test_native_and_python_preprocessing_give_the_same_scores(default, photo):
+    """The model was trained through one implementation; both must score it alike."""
+    from saliq.preprocess import Preprocessor
+
+    scores = []
+    for implementation in ("native", "python"):
+        pre = Preprocessor.from_spec(default.spec, implementation=implementation)
+        inputs = {k: v for k, v in pre(photo, fmt="RGB").items() if k in default.spec.inputs}
+        scores.append(float(default.backend.infer(inputs)["score"][0]))
+    assert scores[0] == pytest.approx(scores[1], abs=1e-4)

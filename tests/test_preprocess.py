@@ -28,12 +28,13 @@ def _photo(h: int, w: int) -> np.ndarray:
         ((2, 3), (64, 32)),
     ],
 )
-def test_matches_float64_oracle(src_hw, out_hw):
+@pytest.mark.parametrize("implementation", ["native", "python"])
+def test_matches_float64_oracle(src_hw, out_hw, implementation):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(*src_hw, 3), dtype=np.uint8)
     if src_hw[0] >= 100:
         rgb = _photo(*src_hw)
-    pre = Preprocessor(*out_hw)
+    pre = Preprocessor(*out_hw, implementation=implementation)
     got = pre(rgb, fmt="RGB")
     want = oracle(rgb, *out_hw, pre.mean, pre.std)
     for key, tol in TOLERANCE.items():
@@ -102,9 +103,20 @@ def test_flat_image_prior_stays_zero():
         (np.zeros((9, 7), np.uint8), "NV12"),
     ],
 )
-def test_bad_frames(frame, fmt):
+@pytest.mark.parametrize("implementation", ["native", "python"])
+def test_bad_frames(frame, fmt, implementation):
     with pytest.raises(InvalidImageError):
-        Preprocessor(32, 32)(frame, fmt=fmt)
+        Preprocessor(32, 32, implementation=implementation)(frame, fmt=fmt)
+
+
+def test_native_is_the_default_and_matches_python():
+    rgb = _photo(300, 500)
+    native = Preprocessor(224, 224)
+    assert native.uses_native
+    python = Preprocessor(224, 224, implementation="python")
+    a, b = native(rgb, fmt="RGB"), python(rgb, fmt="RGB")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=3e-5, err_msg=key)
 
 
 def test_float16_output_is_rounded_float32():

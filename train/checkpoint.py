@@ -123,3 +123,13 @@ def load_training_state(
     optim_state["state"] = per_param
     optimizer.load_state_dict(optim_state)
     return state
+
+
+def release_checkpoint(source: str | Path, target: str | Path, half: bool = True) -> Path:
+    """A shippable copy: weights only (no optimizer state), fp16 storage by default.
+
+    Export the ONNX model from this file, not from the fp32 original, so that both shipped
+    artifacts hold the same (rounded) weights and agree to float32 precision.
+    """
+    model, spec, config, metrics = load_checkpoint(source)
+    return save_checkpoint(target, model, spec, config, metrics, half=half)

@@ -106,6 +106,13 @@ def evaluate_grid(model, grid: SyntheticGridSet, spec: ModelSpec, batch_size: in
     return metrics
 
 
+def _init_worker(_: int) -> None:
+    """One preprocessing thread per data worker: workers x threads must not exceed the cores."""
+    from saliq.preprocess import set_native_threads
+
+    set_native_threads(1)
+
+
 def _param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
     backbone, head = [], []
     for name, param in model.named_parameters():
@@ -198,6 +205,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
             drop_last=True,
             num_workers=config.num_workers,
             generator=generator,
+            worker_init_fn=_init_worker,
             persistent_workers=False,
         )
         model.train()

@@ -1,0 +1,394 @@
+// pybind11 module saliq._preproc: preprocessing version 1 (DESIGN.md) on the CPU twin and,
+// when built with CUDA, on the GPU. Validates every input and raises ValueError/TypeError/
+// RuntimeError with a one-line cause and fix; never crashes on bad input.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "preproc.h"
+
+namespace py = pybind11;
+using saliq::Source;
+
+namespace {
+
+// One frame's buffer as seen from Python: a numpy array or a __cuda_array_interface__ object.
+struct View {
+  uintptr_t ptr = 0;
+  std::vector<int64_t> shape, strides;  // bytes
+  int itemsize = 0;                     // 1 or 2; 0 = unsupported dtype
+  std::string dtype;                    // for messages
+  bool device = false;
+};
+
+View from_numpy(const py::array& a) {
+  View v;
+  v.ptr = reinterpret_cast<uintptr_t>(a.data());
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    v.shape.push_back(a.shape(d));
+    v.strides.push_back(a.strides(d));
+  }
+  v.dtype = py::str(a.dtype()).cast<std::string>();
+  if (a.dtype().is(py::dtype::of<uint8_t>())) v.itemsize = 1;
+  if (a.dtype().is(py::dtype::of<uint16_t>())) v.itemsize = 2;
+  return v;
+}
+
+View from_cai(const py::object& obj) {
+  const py::dict cai = obj.attr("__cuda_array_interface__");
+  View v;
+  v.device = true;
+  v.ptr = cai["data"].cast<py::tuple>()[0].cast<uintptr_t>();
+  v.shape = cai["shape"].cast<std::vector<int64_t>>();
+  v.dtype = cai["typestr"].cast<std::string>();
+  if (v.dtype == "|u1" || v.dtype == "<u1") v.itemsize = 1;
+  if (v.dtype == "<u2") v.itemsize = 2;
+  const int item = v.itemsize ? v.itemsize : 1;
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    v.strides = cai["strides"].cast<std::vector<int64_t>>();
+  } else {  // C-contiguous
+    v.strides.assign(v.shape.size(), item);
+    for (int d = static_cast<int>(v.shape.size()) - 2; d >= 0; --d)
+      v.strides[d] = v.strides[d + 1] * v.shape[d + 1];
+  }
+  return v;
+}
+
+View to_view(const py::handle& h, bool allow_device) {
+  if (py::isinstance<py::array>(h)) return from_numpy(py::reinterpret_borrow<py::array>(h));
+  if (py::hasattr(h, "__cuda_array_interface__")) {
+    if (!allow_device)
+      throw py::type_error(
+          "frame is in GPU memory (__cuda_array_interface__); use preprocess_cuda() or copy it "
+          "to the host first");
+    return from_cai(py::reinterpret_borrow<py::object>(h));
+  }
+  throw py::type_error(std::string("frames must be numpy arrays") +
+                       (allow_device ? " or CUDA arrays (__cuda_array_interface__)" : "") +
+                       ", got " + py::str(py::type::of(h)).cast<std::string>());
+}
+
+View drop_batch_axis(const View& b, int64_t i) {
+  View v = b;
+  v.ptr = b.ptr + static_cast<uintptr_t>(i * b.strides[0]);
+  v.shape.erase(v.shape.begin());
+  v.strides.erase(v.strides.begin());
+  return v;
+}
+
+int parse_format(const std::string& fmt) {
+  static const char* names[] = {"BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12"};
+  std::string up;
+  for (char c : fmt) up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (int i = 0; i < 6; ++i)
+    if (up == names[i]) return i;
+  throw py::value_error("unknown pixel format '" + fmt +
+                        "'; use one of BGR, RGB, BGRA, RGBA, GRAY, NV12");
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+// Checks one frame and describes it as a Source; `pitch` < 0 means "not given".
+Source to_source(const View& v, int fmt, int64_t pitch, size_t index) {
+  const std::string where = "frame " + std::to_string(index) + ": ";
+  if (!v.itemsize)
+    throw py::type_error(where + "unsupported dtype " + v.dtype +
+                         "; pass uint8 or uint16 pixels (convert float images with "
+                         "np.clip(x * 255, 0, 255).astype(np.uint8))");
+  const int ch = saliq::format_channels(fmt);
+  const auto& s = v.shape;
+  const char* names[] = {"BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12"};
+  bool ok;
+  if (fmt == saliq::kGRAY)
+    ok = s.size() == 2 || (s.size() == 3 && s[2] == 1);
+  else if (fmt == saliq::kNV12)
+    ok = s.size() == 2;
+  else
+    ok = s.size() == 3 && s[2] == ch;
+  if (!ok) {
+    const std::string want = fmt == saliq::kNV12   ? "(H*3/2)xW"
+                             : fmt == saliq::kGRAY ? "HxW or HxWx1"
+                                                   : "HxWx" + std::to_string(ch);
+    throw py::value_error(where + names[fmt] + " frames must be " + want + ", got shape " +
+                          shape_str(s) + "; pass fmt= matching the array");
+  }
+  const int64_t rows = s[0], width = s[1];
+  if (rows <= 0 || width <= 0)
+    throw py::value_error(where + "zero-size frame " + shape_str(s) + "; pass at least 1x1 pixels");
+  int height = static_cast<int>(rows);
+  if (fmt == saliq::kNV12) {
+    if (rows % 3 || (rows * 2 / 3) % 2 || width % 2)
+      throw py::value_error(where + "NV12 needs even width and height (a (H*3/2)xW array), got " +
+                            "shape " + shape_str(s));
+    height = static_cast<int>(rows * 2 / 3);
+  }
+  // Pixels within a row must be dense; rows may be `pitch` bytes apart.
+  const int64_t item = v.itemsize;
+  bool dense = s.size() == 3 ? (v.strides[2] == item || s[2] == 1) &&
+                                   (v.strides[1] == item * s[2] || s[1] == 1)
+                             : (v.strides[1] == item || s[1] == 1);
+  if (s.size() == 3 && s[2] == 1) dense = v.strides[1] == item || s[1] == 1;
+  if (!dense)
+    throw py::value_error(where + "pixels within a row are not contiguous (strides " +
+                          shape_str(v.strides) + "); pass np.ascontiguousarray(frame)");
+  const int64_t row_bytes = width * (fmt == saliq::kNV12 ? 1 : ch) * item;
+  int64_t stride = rows > 1 ? v.strides[0] : row_bytes;
+  if (pitch < 0) {
+    if (stride != row_bytes)
+      throw py::value_error(where + "rows are not contiguous (row stride " +
+                            std::to_string(stride) + " bytes, row size " +
+                            std::to_string(row_bytes) + "); pass pitch=" + std::to_string(stride) +
+                            " for a padded frame, or np.ascontiguousarray(frame)");
+  } else {
+    if (pitch < row_bytes || pitch % item)
+      throw py::value_error(where + "pitch " + std::to_string(pitch) +
+                            " is smaller than a row (" + std::to_string(row_bytes) +
+                            " bytes) or not a multiple of the sample size");
+    if (rows > 1 && stride != pitch)
+      throw py::value_error(where + "pitch=" + std::to_string(pitch) +
+                            " but the array's rows are " + std::to_string(stride) +
+                            " bytes apart; pass a view of the padded buffer whose row stride "
+                            "equals pitch");
+    stride = pitch;
+  }
+  if (stride <= 0)
+    throw py::value_error(where + "negative or zero row stride; pass np.ascontiguousarray(frame)");
+  return Source{reinterpret_cast<const uint8_t*>(v.ptr), stride, height, static_cast<int>(width),
+                fmt, static_cast<int>(item)};
+}
+
+// `frame_ndim`: the dimensions of one frame of the format (a batch array has one more).
+std::vector<View> collect(const py::object& frames, bool allow_device, size_t frame_ndim) {
+  std::vector<View> views;
+  if (py::isinstance<py::list>(frames) || py::isinstance<py::tuple>(frames)) {
+    for (const auto& f : frames) views.push_back(to_view(f, allow_device));
+    if (views.empty()) throw py::value_error("empty batch: pass at least one frame");
+  } else {
+    const View batch = to_view(frames, allow_device);
+    if (batch.shape.size() <= frame_ndim)
+      throw py::value_error("a single array is a batch [N, ...], got shape " +
+                            shape_str(batch.shape) + "; pass [frame] for one frame");
+    if (batch.shape[0] <= 0) throw py::value_error("empty batch: pass at least one frame");
+    for (int64_t i = 0; i < batch.shape[0]; ++i) views.push_back(drop_batch_axis(batch, i));
+  }
+  for (size_t i = 1; i < views.size(); ++i) {
+    if (views[i].dtype != views[0].dtype || views[i].itemsize != views[0].itemsize)
+      throw py::value_error("mismatched batch: frame " + std::to_string(i) + " is " +
+                            views[i].dtype + " but frame 0 is " + views[0].dtype +
+                            "; pass frames of one dtype");
+    if (views[i].device != views[0].device)
+      throw py::value_error("mismatched batch: frames mix host and GPU memory");
+  }
+  return views;
+}
+
+struct Call {
+  std::vector<Source> sources;
+  saliq::Params params;
+  bool device = false;
+};
+
+Call prepare(const py::object& frames, const std::string& fmt_name, int height, int width,
+             const std::vector<float>& mean, const std::vector<float>& stdev,
+             const std::string& dtype, const std::string& matrix, const std::string& yuv_range,
+             const py::object& pitch, bool allow_device) {
+  Call c;
+  const int fmt = parse_format(fmt_name);
+  if (height <= 0 || width <= 0 || height % 4 || width % 4)
+    throw py::value_error("height and width must be positive multiples of 4 (the spec uses "
+                          "multiples of 32), got " + std::to_string(height) + "x" +
+                          std::to_string(width));
+  if (mean.size() != 3 || stdev.size() != 3)
+    throw py::value_error("mean and std need 3 values each (R, G, B)");
+  for (float s : stdev)
+    if (!(s != 0.f)) throw py::value_error("std values must be non-zero");
+  if (dtype != "float32" && dtype != "float16")
+    throw py::value_error("dtype must be 'float32' or 'float16', got '" + dtype + "'");
+  if (matrix != "bt601" && matrix != "bt709")
+    throw py::value_error("matrix must be 'bt601' or 'bt709', got '" + matrix + "'");
+  if (yuv_range != "limited" && yuv_range != "full")
+    throw py::value_error("yuv_range must be 'limited' or 'full', got '" + yuv_range + "'");
+  const int64_t p = pitch.is_none() ? -1 : pitch.cast<int64_t>();
+  if (!pitch.is_none() && p <= 0) throw py::value_error("pitch must be a positive byte count");
+  const size_t frame_ndim = fmt == saliq::kNV12 || fmt == saliq::kGRAY ? 2 : 3;
+  const auto views = collect(frames, allow_device, frame_ndim);
+  for (size_t i = 0; i < views.size(); ++i) c.sources.push_back(to_source(views[i], fmt, p, i));
+  c.device = views[0].device;
+  c.params.out_h = height;
+  c.params.out_w = width;
+  for (int i = 0; i < 3; ++i) {
+    c.params.mean[i] = mean[i];
+    c.params.stdev[i] = stdev[i];
+  }
+  c.params.half = dtype == "float16";
+  c.params.yuv = saliq::make_yuv_coeffs(matrix == "bt709", yuv_range == "full");
+  return c;
+}
+
+py::dict allocate(const Call& c, std::vector<py::array>& arrays) {
+  const py::ssize_t n = static_cast<py::ssize_t>(c.sources.size());
+  const py::ssize_t h = c.params.out_h, w = c.params.out_w;
+  const py::dtype dt(c.params.half ? "float16" : "float32");
+  arrays = {py::array(dt, std::vector<py::ssize_t>{n, 3, h, w}),
+            py::array(dt, std::vector<py::ssize_t>{n, 1, h, w}),
+            py::array(dt, std::vector<py::ssize_t>{n, 1, h / 4, w / 4})};
+  py::dict out;
+  out["image"] = arrays[0];
+  out["gradient"] = arrays[1];
+  out["prior"] = arrays[2];
+  return out;
+}
+
+#ifndef SALIQ_WITH_CUDA
+const char* kNoCudaBuild =
+    "saliq._preproc was built without CUDA (nvcc was not found at build time, or SALIQ_CUDA=0); "
+    "reinstall with the CUDA toolkit on PATH to use the GPU";
+#endif
+
+std::string unavailable_reason() {
+#ifdef SALIQ_WITH_CUDA
+  return saliq::cuda_unavailable_reason();
+#else
+  return kNoCudaBuild;
+#endif
+}
+
+#ifdef SALIQ_WITH_CUDA
+uintptr_t stream_handle(const py::object& stream) {
+  if (stream.is_none()) return 0;
+  if (py::isinstance<py::int_>(stream)) return stream.cast<uintptr_t>();
+  for (const char* attr : {"cuda_stream", "ptr", "handle"})
+    if (py::hasattr(stream, attr)) return stream.attr(attr).cast<uintptr_t>();
+  throw py::type_error("stream must be None, an int cudaStream_t, or a torch/CuPy stream");
+}
+#endif
+
+}  // namespace
+
+PYBIND11_MODULE(_preproc, m) {
+  m.doc() = "Preprocessing version 1 (DESIGN.md): CPU twin and CUDA kernels of one definition.";
+  m.attr("PREPROCESSING_VERSION") = 1;
+  m.attr("FORMATS") = py::make_tuple("BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12");
+
+  m.def(
+      "preprocess",
+      [](const py::object& frames, const std::string& fmt, int height, int width,
+         const std::vector<float>& mean, const std::vector<float>& stdev,
+         const std::string& dtype, const std::string& matrix, const std::string& yuv_range,
+         const py::object& pitch) {
+        Call c = prepare(frames, fmt, height, width, mean, stdev, dtype, matrix, yuv_range, pitch,
+                         false);
+        std::vector<py::array> arrays;
+        py::dict out = allocate(c, arrays);
+        const saliq::Outputs o{arrays[0].mutable_data(), arrays[1].mutable_data(),
+                               arrays[2].mutable_data()};
+        {
+          py::gil_scoped_release release;
+          saliq::preprocess_cpu(c.sources.data(), static_cast<int>(c.sources.size()), c.params,
+                                o);
+        }
+        return out;
+      },
+      py::arg("frames"), py::arg("fmt"), py::arg("height"), py::arg("width"),
+      py::arg("mean") = std::vector<float>{0.5f, 0.5f, 0.5f},
+      py::arg("std") = std::vector<float>{0.5f, 0.5f, 0.5f}, py::arg("dtype") = "float32",
+      py::arg("matrix") = "bt601", py::arg("yuv_range") = "limited", py::arg("pitch") = py::none(),
+      R"doc(Frames -> {"image": [N,3,H,W], "gradient": [N,1,H,W], "prior": [N,1,H/4,W/4]} (CPU).
+
+frames: a list of uint8/uint16 arrays (sizes may differ) or one batch array [N, ...]; each frame
+HxWxC (BGR, RGB: C=3; BGRA, RGBA: C=4), HxW or HxWx1 (GRAY), (H*3/2)xW (NV12, even H and W).
+pitch: bytes between rows when frames are views of a padded buffer (row stride == pitch);
+without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL is released.)doc");
+
+  m.def(
+      "preprocess_cuda",
+      [](const py::object& frames, const std::string& fmt, int height, int width,
+         const std::vector<float>& mean, const std::vector<float>& stdev,
+         const std::string& dtype, const std::string& matrix, const std::string& yuv_range,
+         const py::object& pitch, const py::object& stream, const py::object& out) -> py::object {
+        const std::string reason = unavailable_reason();
+        if (!reason.empty()) throw std::runtime_error("CUDA preprocessing unavailable: " + reason);
+#ifdef SALIQ_WITH_CUDA
+        Call c = prepare(frames, fmt, height, width, mean, stdev, dtype, matrix, yuv_range, pitch,
+                         true);
+        saliq::Outputs o{};
+        py::object result;
+        std::vector<py::array> arrays;
+        bool out_device = false;
+        if (out.is_none()) {
+          py::dict d = allocate(c, arrays);
+          o = {arrays[0].mutable_data(), arrays[1].mutable_data(), arrays[2].mutable_data()};
+          result = d;
+        } else {
+          const py::dict od = out;
+          const int64_t n = static_cast<int64_t>(c.sources.size()), h = height, w = width;
+          const std::vector<std::vector<int64_t>> want = {
+              {n, 3, h, w}, {n, 1, h, w}, {n, 1, h / 4, w / 4}};
+          const char* keys[] = {"image", "gradient", "prior"};
+          void* ptrs[3];
+          for (int k = 0; k < 3; ++k) {
+            if (!od.contains(keys[k]))
+              throw py::value_error(std::string("out is missing '") + keys[k] + "'");
+            const py::object arr = od[keys[k]];
+            if (!py::hasattr(arr, "__cuda_array_interface__"))
+              throw py::type_error("out arrays must be CUDA arrays (__cuda_array_interface__)");
+            const py::dict cai = arr.attr("__cuda_array_interface__");
+            const auto shape = cai["shape"].cast<std::vector<int64_t>>();
+            const std::string ts = cai["typestr"].cast<std::string>();
+            const bool contiguous = !cai.contains("strides") || cai["strides"].is_none();
+            if (shape != want[k] || ts != (c.params.half ? "<f2" : "<f4") || !contiguous)
+              throw py::value_error(std::string("out['") + keys[k] + "'] must be a C-contiguous " +
+                                    dtype + " array of shape " + shape_str(want[k]));
+            ptrs[k] = reinterpret_cast<void*>(cai["data"].cast<py::tuple>()[0].cast<uintptr_t>());
+          }
+          o = {ptrs[0], ptrs[1], ptrs[2]};
+          out_device = true;
+          result = out;
+        }
+        const uintptr_t s = stream_handle(stream);
+        std::string err;
+        {
+          py::gil_scoped_release release;
+          err = saliq::preprocess_cuda(c.sources.data(), static_cast<int>(c.sources.size()),
+                                       c.params, o, c.device, out_device, s);
+        }
+        if (!err.empty()) throw std::runtime_error("CUDA preprocessing failed: " + err);
+        return result;
+#else
+        (void)frames, (void)fmt, (void)height, (void)width, (void)mean, (void)stdev;
+        (void)dtype, (void)matrix, (void)yuv_range, (void)pitch, (void)stream, (void)out;
+        return py::none();
+#endif
+      },
+      py::arg("frames"), py::arg("fmt"), py::arg("height"), py::arg("width"),
+      py::arg("mean") = std::vector<float>{0.5f, 0.5f, 0.5f},
+      py::arg("std") = std::vector<float>{0.5f, 0.5f, 0.5f}, py::arg("dtype") = "float32",
+      py::arg("matrix") = "bt601", py::arg("yuv_range") = "limited", py::arg("pitch") = py::none(),
+      py::arg("stream") = py::none(), py::arg("out") = py::none(),
+      R"doc(As preprocess(), on the GPU. Frames may be host (numpy) or device arrays
+(__cuda_array_interface__: CuPy, PyTorch, Numba). stream: None (default stream), an int
+cudaStream_t, or a torch/CuPy stream. out: None -> host numpy outputs (synchronised), or a dict of
+C-contiguous device arrays to write (asynchronous on `stream`). Raises RuntimeError naming the
+cause when the build has no CUDA or no device is usable.)doc");
+
+  m.def("cuda_available", [] { return unavailable_reason().empty(); },
+        "True when this build has CUDA and a usable device is present.");
+  m.def("cuda_unavailable_reason", &unavailable_reason,
+        "Why the GPU path cannot run ('' when it can).");
+  m.def("set_num_threads", &saliq::set_num_threads, py::arg("n"),
+        "CPU threads per call (0 = hardware concurrency). Use 1 in data-loader workers.");
+  m.def("get_num_threads", &saliq::get_num_threads, "CPU threads per call.");
+  m.attr("built_with_cuda") =
+#ifdef SALIQ_WITH_CUDA
+      true;
+#else
+      false;
+#endif
+}

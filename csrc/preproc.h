@@ -1,0 +1,42 @@
+// Host-side interface of the preprocessing kernels (CPU twin and CUDA), shared by the pybind11
+// bindings. Plain C++: no CUDA headers, so bindings.cpp builds without the CUDA toolkit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "preproc_math.h"
+
+namespace saliq {
+
+struct Params {
+  int out_h = 0, out_w = 0;  // positive multiples of 4
+  float mean[3] = {0.5f, 0.5f, 0.5f};
+  float stdev[3] = {0.5f, 0.5f, 0.5f};
+  bool half = false;  // float16 outputs (bits as uint16), else float32
+  YuvCoeffs yuv{};
+};
+
+// Outputs for a batch of n frames, C-contiguous: image [n,3,H,W], gradient [n,1,H,W],
+// prior [n,1,H/4,W/4], each float32 or float16 (Params::half).
+struct Outputs {
+  void* image;
+  void* gradient;
+  void* prior;
+};
+
+// CPU twin. Threads: std::thread per call (no persistent pool, so it is fork-safe for data
+// loader workers); the count is process-wide, 0 = hardware concurrency.
+void preprocess_cpu(const Source* frames, int n, const Params& p, const Outputs& out);
+void set_num_threads(int n);
+int get_num_threads();
+
+// CUDA (preproc_cuda.cu; only linked when built with SALIQ_WITH_CUDA).
+// Returns an empty string on success, otherwise the cause. `frames[i].data` is a device
+// pointer when `inputs_on_device`, else host memory; likewise outputs. `stream` is a
+// cudaStream_t (0 = legacy default stream).
+std::string cuda_unavailable_reason();  // "" when a usable device is present
+std::string preprocess_cuda(const Source* frames, int n, const Params& p, const Outputs& out,
+                            bool inputs_on_device, bool outputs_on_device, uintptr_t stream);
+
+}  // namespace saliq

@@ -1,0 +1,324 @@
+"""saliq._preproc (csrc/, the CPU twin) against the float64 oracle of DESIGN.md's version 1."""
+
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from . import preprocess_oracle as oracle
+
+P = pytest.importorskip("saliq._preproc", reason="the native extension is not built")
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PACKED = {"BGR": 3, "RGB": 3, "BGRA": 4, "RGBA": 4, "GRAY": 1}
+SCENE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scene" / "images"
+
+
+def _photo_rgb(h: int, w: int) -> np.ndarray:
+    """A real photo (Scene if present, else scikit-image's astronaut) resized to h x w."""
+    import cv2
+
+    paths = sorted(SCENE.glob("*.jpg")) if SCENE.is_dir() else []
+    bgr = cv2.imread(str(paths[0])) if paths else None
+    if bgr is None:
+        from skimage import data
+
+        bgr = data.astronaut()[:, :, ::-1]
+    interp = cv2.INTER_AREA if h * w < bgr.shape[0] * bgr.shape[1] else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(bgr, (w, h), interpolation=interp)[:, :, ::-1])
+
+
+def _frame(rgb8: np.ndarray, fmt: str, depth: str, rng) -> np.ndarray:
+    """An RGB uint8 image as a `fmt` frame of `depth`; uint16 gets random low bits."""
+    if fmt == "GRAY":
+        px = rgb8[:, :, 1]
+    elif fmt.startswith("BGR"):
+        px = rgb8[:, :, ::-1]
+    else:
+        px = rgb8
+    if fmt.endswith("A"):
+        px = np.dstack([px, rng.integers(0, 256, px.shape[:2], dtype=np.uint8)])
+    px = np.ascontiguousarray(px)
+    if depth == "uint16":
+        return px.astype(np.uint16) * 257 + rng.integers(0, 257, px.shape).astype(np.uint16)
+    return px
+
+
+def _assert_close(got: dict, want: dict, dtype: str = "float32", index: int = 0) -> dict:
+    errors = {}
+    for key, ref in want.items():
+        out = got[key][index]
+        assert out.shape == ref.shape, key
+        assert out.dtype == np.dtype(dtype), key
+        err = np.abs(out.astype(np.float64) - ref)
+        tol = 1e-5
+        if dtype == "float16":  # one float16 ulp, or the float32 bound where that is finer
+            tol = np.maximum(tol, np.spacing(np.abs(ref).astype(np.float16)).astype(np.float64))
+        assert np.all(err <= tol), f"{key}: max error {err.max():.3g}"
+        errors[key] = float(err.max())
+    return errors
+
+
+@pytest.mark.parametrize("depth", ["uint8", "uint16"])
+@pytest.mark.parametrize("fmt", list(PACKED))
+@pytest.mark.parametrize(
+    "src_hw, out_hw, real",
+    [
+        ((1, 1), (32, 32), False),
+        ((2, 3), (64, 32), False),
+        ((37, 53), (32, 96), False),  # shrink rows, grow columns
+        ((480, 640), (224, 224), True),
+        ((200, 300), (256, 224), True),  # grow rows, shrink columns
+    ],
+)
+def test_packed_formats_match_oracle(fmt, depth, src_hw, out_hw, real):
+    rng = np.random.default_rng(hash((fmt, depth, src_hw)) % 2**32)
+    rgb = _photo_rgb(*src_hw) if real else rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8)
+    frame = _frame(rgb, fmt, depth, rng)
+    got = P.preprocess([frame], fmt, *out_hw, mean=MEAN, std=STD)
+    _assert_close(got, oracle.preprocess_frame(frame, fmt, *out_hw, MEAN, STD))
+
+
+def test_1080p_batch_float16_and_float32():
+    rng = np.random.default_rng(1)
+    batch = np.stack([_photo_rgb(1080, 1920)[:, :, ::-1], rng.integers(0, 256, (1080, 1920, 3))])
+    batch = batch.astype(np.uint8)
+    f32 = P.preprocess(batch, "BGR", 384, 512, MEAN, STD)
+    f16 = P.preprocess(batch, "BGR", 384, 512, MEAN, STD, dtype="float16")
+    for i in range(2):
+        want = oracle.preprocess_frame(batch[i], "BGR", 384, 512, MEAN, STD)
+        _assert_close(f32, want, "float32", i)
+        _assert_close(f16, want, "float16", i)
+    for key in f32:  # DESIGN.md step 6: float16 is the float32 result rounded to nearest even
+        np.testing.assert_array_equal(f16[key], f32[key].astype(np.float16))
+
+
+def test_4000x3000_once():
+    rng = np.random.default_rng(2)
+    frame = _frame(_photo_rgb(3000, 4000), "RGB", "uint16", rng)
+    got = P.preprocess([frame], "RGB", 384, 512, MEAN, STD)
+    _assert_close(got, oracle.preprocess_frame(frame, "RGB", 384, 512, MEAN, STD))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("fmt", ["RGB", "GRAY"])
+def test_float16_within_one_ulp(fmt, dtype):
+    rng = np.random.default_rng(3)
+    frame = _frame(_photo_rgb(120, 160), fmt, "uint8", rng)
+    got = P.preprocess([frame], fmt, 96, 128, MEAN, STD, dtype=dtype)
+    _assert_close(got, oracle.preprocess_frame(frame, fmt, 96, 128, MEAN, STD), dtype)
+
+
+def _nv12(h: int, w: int, depth: str, rng, real: bool) -> np.ndarray:
+    if real:
+        import cv2
+
+        yuv = cv2.cvtColor(_photo_rgb(h, w), cv2.COLOR_RGB2YUV_I420)
+        y, u, v = yuv[:h], yuv[h : h + h // 4].reshape(h // 2, w // 2), yuv[h + h // 4 :]
+        nv12 = np.vstack([y, np.stack([u, v.reshape(h // 2, w // 2)], 2).reshape(h // 2, w)])
+    else:
+        nv12 = rng.integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
+    if depth == "uint16":
+        return nv12.astype(np.uint16) * 257 + rng.integers(0, 257, nv12.shape).astype(np.uint16)
+    return nv12
+
+
+@pytest.mark.parametrize("depth", ["uint8", "uint16"])
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+@pytest.mark.parametrize("yuv_range", ["limited", "full"])
+@pytest.mark.parametrize(
+    "src_hw, out_hw, real",
+    [((2, 2), (32, 32), False), ((4, 6), (32, 64), False), ((240, 320), (128, 96), True)],
+)
+def test_nv12_matches_oracle(depth, matrix, yuv_range, src_hw, out_hw, real):
+    rng = np.random.default_rng(4)
+    frame = _nv12(*src_hw, depth, rng, real)
+    got = P.preprocess([frame], "NV12", *out_hw, MEAN, STD, matrix=matrix, yuv_range=yuv_range)
+    want = oracle.preprocess_frame(frame, "NV12", *out_hw, MEAN, STD, matrix, yuv_range)
+    _assert_close(got, want)
+
+
+def test_nv12_1080p_matches_oracle():
+    frame = _nv12(1080, 1920, "uint8", np.random.default_rng(5), True)
+    got = P.preprocess([frame], "NV12", 384, 512, MEAN, STD)
+    _assert_close(got, oracle.preprocess_frame(frame, "NV12", 384, 512, MEAN, STD))
+
+
+def _decoded_rgb(out: dict, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
+    """Undo the normalisation: image -> resized RGB in [0, 255], HxWx3 float64."""
+    img = out["image"][0].astype(np.float64).transpose(1, 2, 0)
+    return (img * np.array(std) + np.array(mean)) * 255.0
+
+
+def test_nv12_decode_matches_opencv():
+    import cv2
+
+    frame = _nv12(64, 96, "uint8", np.random.default_rng(6), True)
+    ours = _decoded_rgb(P.preprocess([frame], "NV12", 64, 96))  # same size: identity resize
+    theirs = cv2.cvtColor(frame, cv2.COLOR_YUV2RGB_NV12).astype(np.float64)
+    assert np.abs(ours - theirs).max() <= 2.0  # OpenCV rounds its fixed-point result
+
+
+@pytest.mark.parametrize(
+    "src_hw, out_hw", [((480, 640), (224, 320)), ((50, 70), (96, 128)), ((90, 300), (128, 64))]
+)
+def test_resize_matches_opencv(src_hw, out_hw):
+    import cv2
+
+    rgb = _photo_rgb(*src_hw)
+    ours = _decoded_rgb(P.preprocess([rgb], "RGB", *out_hw))
+    ref = rgb.astype(np.float32)  # per axis, as DESIGN.md: INTER_AREA shrinking, else LINEAR
+    for axis, n in ((1, out_hw[1]), (0, out_hw[0])):
+        size = (n, ref.shape[0]) if axis == 1 else (ref.shape[1], n)
+        interp = cv2.INTER_AREA if n < ref.shape[axis] else cv2.INTER_LINEAR
+        ref = cv2.resize(ref, size, interpolation=interp)
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_pitch_and_batches():
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (33, 47, 3), dtype=np.uint8) for _ in range(3)]
+    ref = P.preprocess(frames, "BGR", 32, 64)
+    padded = np.zeros((33, 64 * 3), np.uint8)
+    padded[:, : 47 * 3] = frames[1].reshape(33, -1)
+    view = padded[:, : 47 * 3].reshape(33, 47, 3)  # rows 192 bytes apart
+    with pytest.raises(ValueError, match="pitch=192"):
+        P.preprocess([view], "BGR", 32, 64)
+    with pytest.raises(ValueError, match="rows are 192 bytes apart"):
+        P.preprocess([view], "BGR", 32, 64, pitch=200)
+    got = P.preprocess([view], "BGR", 32, 64, pitch=192)
+    for key in ref:
+        np.testing.assert_array_equal(got[key][0], ref[key][1])
+        assert ref[key].shape[0] == 3
+    batch = P.preprocess(np.stack(frames), "BGR", 32, 64)  # one [N, H, W, C] array
+    mixed = P.preprocess([frames[0], frames[1][:20]], "BGR", 32, 64)  # sizes may differ
+    for key in ref:
+        np.testing.assert_array_equal(batch[key], ref[key])
+        np.testing.assert_array_equal(mixed[key][0], ref[key][0])
+
+
+def test_threads_are_settable_and_deterministic():
+    frame = _photo_rgb(300, 400)
+    before = P.get_num_threads()
+    try:
+        P.set_num_threads(1)
+        assert P.get_num_threads() == 1
+        one = P.preprocess([frame], "RGB", 224, 224)
+        P.set_num_threads(3)
+        assert P.get_num_threads() == 3
+        three = P.preprocess([frame], "RGB", 224, 224)
+    finally:
+        P.set_num_threads(0)
+    assert P.get_num_threads() == before
+    for key in one:
+        np.testing.assert_array_equal(one[key], three[key])
+
+
+def _child(_):
+    from saliq import _preproc
+
+    return float(
+        _preproc.preprocess([np.full((64, 64, 3), 9, np.uint8)], "RGB", 32, 32)["image"].sum()
+    )
+
+
+def test_fork_after_threads_does_not_hang():
+    P.preprocess([_photo_rgb(128, 128)], "RGB", 64, 64)  # threads ran in the parent
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        result = pool.map_async(_child, range(2))
+        assert len(result.get(timeout=60)) == 2
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: P.preprocess([np.zeros((4, 4, 3), np.float32)], "RGB", 32, 32),
+            TypeError,
+            "uint8 or uint16",
+        ),
+        (lambda: P.preprocess([np.zeros((4, 4, 4), np.uint8)], "RGB", 32, 32), ValueError, "HxWx3"),
+        (
+            lambda: P.preprocess([np.zeros((4, 4, 3), np.uint8)], "RGBA", 32, 32),
+            ValueError,
+            "HxWx4",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((4, 8, 3), np.uint8)[:, ::2]], "RGB", 32, 32),
+            ValueError,
+            "not contiguous",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((4, 4, 3), np.uint8).transpose(1, 0, 2)], "RGB", 32, 32),
+            ValueError,
+            "not contiguous",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((0, 4, 3), np.uint8)], "RGB", 32, 32),
+            ValueError,
+            "zero-size",
+        ),
+        (
+            lambda: P.preprocess(np.zeros((0, 4, 4, 3), np.uint8), "RGB", 32, 32),
+            ValueError,
+            "empty batch",
+        ),
+        (lambda: P.preprocess([], "RGB", 32, 32), ValueError, "empty batch"),
+        (
+            lambda: P.preprocess(
+                [np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint16)], "RGB", 32, 32
+            ),
+            ValueError,
+            "mismatched batch",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((7, 4), np.uint8)], "NV12", 32, 32),
+            ValueError,
+            "even width and height",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((6, 5), np.uint8)], "NV12", 32, 32),
+            ValueError,
+            "even width and height",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((5, 4), np.uint8)], "NV12", 32, 32),
+            ValueError,
+            "even width and height",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((4, 4, 3), np.uint8)], "YUYV", 32, 32),
+            ValueError,
+            "unknown pixel format",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((4, 4, 3), np.uint8)], "RGB", 30, 32),
+            ValueError,
+            "multiples of 4",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((4, 4, 3), np.uint8)], "RGB", 32, 32, dtype="int8"),
+            ValueError,
+            "float16",
+        ),
+        (
+            lambda: P.preprocess([np.zeros((4, 4), np.uint8)], "NV12", 32, 32, matrix="bt2020"),
+            ValueError,
+            "bt709",
+        ),
+        (lambda: P.preprocess(np.zeros((4, 4, 3), np.uint8), "RGB", 32, 32), ValueError, "batch"),
+        (lambda: P.preprocess(["frame"], "RGB", 32, 32), TypeError, "numpy"),
+    ],
+)
+def test_bad_input_raises_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_gpu_entry_point_without_a_gpu_raises():
+    if P.cuda_available():
+        pytest.skip("a GPU is usable here; tests/test_native_preprocess_gpu.py covers it")
+    assert P.cuda_unavailable_reason()
+    with pytest.raises(RuntimeError, match="CUDA preprocessing unavailable"):
+        P.preprocess_cuda([np.zeros((4, 4, 3), np.uint8)], "RGB", 32, 32)
