@@ -44,18 +44,6 @@ void parallel_for(int n, int grain, const F& fn) {
   for (auto& t : pool) t.join();
 }
 
-struct Table {
-  int taps = 0;
-  std::vector<int> start;
-  std::vector<float> w;
-  void build(int n_in, int n_out) {
-    taps = axis_table(n_in, n_out, nullptr, nullptr);
-    start.resize(n_out);
-    w.resize(static_cast<size_t>(n_out) * taps);
-    axis_table(n_in, n_out, start.data(), w.data());
-  }
-};
-
 // Step 1 for one source row into interleaved RGB floats; the format is a template argument
 // so the inner loop has no branches.
 template <int FMT, int DEPTH>

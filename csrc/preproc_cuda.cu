@@ -106,18 +106,6 @@ __global__ void k_prior(const float* __restrict__ grad, int h, int w, const doub
     store_out(prior, index * n + i, static_cast<float>(pooled[i] * inv), half);
 }
 
-struct Table {
-  int taps = 0;
-  std::vector<int> start;
-  std::vector<float> w;
-  void build(int n_in, int n_out) {
-    taps = axis_table(n_in, n_out, nullptr, nullptr);
-    start.resize(n_out);
-    w.resize(static_cast<size_t>(n_out) * taps);
-    axis_table(n_in, n_out, start.data(), w.data());
-  }
-};
-
 // Device buffers released on the stream when the call ends, success or not.
 struct DeviceArena {
   cudaStream_t stream;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__CUDACC__)
 #define SALIQ_HD __host__ __device__ __forceinline__
@@ -151,6 +152,19 @@ inline int axis_table(int n_in, int n_out, int* start, float* w) {
   }
   return taps;
 }
+
+// Host-side holder of one axis' table (both the CPU twin and the CUDA launcher build these).
+struct Table {
+  int taps = 0;
+  std::vector<int> start;
+  std::vector<float> w;
+  void build(int n_in, int n_out) {
+    taps = axis_table(n_in, n_out, nullptr, nullptr);
+    start.resize(n_out);
+    w.resize(static_cast<size_t>(n_out) * taps);
+    axis_table(n_in, n_out, start.data(), w.data());
+  }
+};
 
 SALIQ_HD float luma(float r, float g, float b) {
   return static_cast<float>(kLumaR) * r + static_cast<float>(kLumaG) * g +
