@@ -7,6 +7,7 @@ the CUDA kernels too when nvcc is found and SALIQ_CUDA is not "0" (see csrc/READ
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,22 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CUDA_ARCHS = ("75", "86", "87", "89", "90")  # + compute_90 PTX for newer GPUs
+CUDA_ARCHS = ("75", "86", "87", "89", "90")  # + PTX of the highest, for newer GPUs
+# SALIQ_CUDA_ARCHS="90" (comma list; "9.0" works too) builds only those archs, e.g. the local
+# GPU's (nvidia-smi --query-gpu=compute_cap), to save build time.
 CSRC = "csrc"
+
+
+def _cuda_archs() -> list[str]:
+    """The archs to build, as nvcc numbers ("90", "90a"), from SALIQ_CUDA_ARCHS or the default."""
+    raw = os.environ.get("SALIQ_CUDA_ARCHS", "").strip()
+    if not raw:
+        return list(CUDA_ARCHS)
+    archs = [a.strip().replace(".", "") for a in raw.split(",") if a.strip()]
+    bad = [a for a in archs if not re.fullmatch(r"\d{2,3}[af]?", a)]
+    if bad or not archs:
+        raise SystemExit(f"SALIQ_CUDA_ARCHS={raw!r}: want a comma list such as 75,86,90")
+    return sorted(set(archs), key=lambda a: (int(re.sub(r"\D", "", a)), a))
 
 
 def _nvcc() -> str | None:
@@ -56,8 +71,9 @@ class BuildExt(build_ext):
         if nvcc and home and libdir:
             obj = os.path.join(self.build_temp, "preproc_cuda.o")
             os.makedirs(self.build_temp, exist_ok=True)
-            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in CUDA_ARCHS]
-            gencode.append("-gencode=arch=compute_90,code=compute_90")
+            archs = _cuda_archs()
+            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+            gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
             cmd = [
                 nvcc,
                 "-std=c++17",
