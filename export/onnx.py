@@ -7,6 +7,7 @@ PyTorch's by more than ``SCORE_TOLERANCE`` on any verification image.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from saliq.atomic import atomic_path
 from saliq.errors import SaliqError
+from saliq.export.onnx_lint import LintReport, OnnxLintError, lint_onnx
 from saliq.preprocess import Preprocessor
 from saliq.spec import METADATA_KEY, ModelSpec
 
@@ -33,6 +35,7 @@ class ExportReport:
     images: int
     max_score_diff: float
     max_saliency_diff: float
+    lint: LintReport | None = None  # the ONNX compatibility lint (TensorRT 10.3 / 11.x, FP16)
 
 
 def verification_frames(count: int = 8, seed: int = 0) -> list[np.ndarray]:
@@ -85,7 +88,9 @@ def export_onnx(
     dynamic = {name: {0: BATCH_AXIS_NAME} for name in [*input_names, *spec.outputs]}
 
     with atomic_path(output) as tmp:
-        with torch.no_grad():
+        # The legacy exporter warns that it cannot constant-fold Slice steps != 1: harmless.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(
                 model,
                 example,
@@ -97,16 +102,34 @@ def export_onnx(
                 dynamo=False,
             )
         proto = onnx.load(str(tmp))
+        _fix_static_dims(proto, spec)
         io_dtypes = {v.name: "float32" for v in [*proto.graph.input, *proto.graph.output]}
         spec_json = dataclasses.replace(spec, io_dtypes=io_dtypes).to_json()
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, spec_json
         proto.producer_name = "saliq"
         onnx.checker.check_model(proto, full_check=True)
+        lint = lint_onnx(proto, frames={name: batch[name] for name in input_names})
+        if not lint.ok:
+            raise OnnxLintError(
+                f"the exported graph fails the TensorRT/FP16 lint; {output} was not written:\n"
+                + lint.format()
+            )
         onnx.save(proto, str(tmp))
         report = _verify(tmp, model, batch, input_names, tolerance)
         _spec_from_onnx(proto)
-    return ExportReport(output, opset, report[0], report[1], report[2])
+    return ExportReport(output, opset, report[0], report[1], report[2], lint=lint)
+
+
+def _fix_static_dims(proto, spec: ModelSpec) -> None:
+    """Write the saliency map's static size into the graph (the exporter leaves it symbolic)."""
+    static = {"saliency": (1, *spec.saliency_size)}
+    for value in proto.graph.output:
+        if value.name in static:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims[1:], static[value.name]):
+                dim.Clear()
+                dim.dim_value = size
 
 
 def _verify(path: Path, model, batch: dict, input_names: list[str], tolerance: float):

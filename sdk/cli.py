@@ -76,6 +76,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         f"max |score diff| {report.max_score_diff:.2e}, max |saliency diff| "
         f"{report.max_saliency_diff:.2e}"
     )
+    if report.lint is not None:
+        print(report.lint.summary())
     return 0
 
 
@@ -115,12 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("-o", "--output", default=None)
     onnx.add_argument("--opset", type=int, default=17)
     onnx.set_defaults(func=cmd_export_onnx)
+    # The other exporters and `doctor` register themselves; their heavy imports stay lazy.
+    from saliq.export.cli_triton import register as register_triton
+    from saliq.export.cli_trt import register as register_trt
+
+    register_trt(export_sub)
+    register_triton(export_sub)
 
     evaluate = sub.add_parser("evaluate", help="held-out synthetic + saliency evaluation")
     from saliq.train.evaluate import add_arguments  # argparse only: no torch import
 
     add_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    from .doctor import register as register_doctor
+
+    register_doctor(sub)
     return parser
 
 

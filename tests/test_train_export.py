@@ -68,6 +68,11 @@ def test_onnx_export_is_checked_and_carries_spec(smoke_run):
     assert spec.io_dtypes == {"image": "float32", "score": "float32", "saliency": "float32"}
     batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch_dim.dim_param == "batch"
+    saliency = next(o for o in proto.graph.output if o.name == "saliency")
+    assert [d.dim_value for d in saliency.type.tensor_type.shape.dim[1:]] == [
+        1,
+        *spec.saliency_size,
+    ]
     assert smoke_run["report"].max_score_diff <= 1e-4
     assert smoke_run["report"].images >= 8
 

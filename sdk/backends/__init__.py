@@ -4,44 +4,75 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BackendUnavailableError, ModelFormatError
+from ..errors import ModelFormatError
 from .base import Backend
 
-BACKENDS = ("auto", "onnxruntime", "torch")
-_SUFFIX_BACKEND = {".onnx": "onnxruntime", ".safetensors": "torch"}
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 _ENGINE_SUFFIXES = (".engine", ".plan")
+_SUFFIX_BACKEND = {
+    ".onnx": "onnxruntime",
+    ".safetensors": "torch",
+    **{suffix: "tensorrt" for suffix in _ENGINE_SUFFIXES},
+}
+_BACKEND_SUFFIXES = {
+    "onnxruntime": (".onnx",),
+    "torch": (".safetensors",),
+    "tensorrt": _ENGINE_SUFFIXES,
+}
+_WHAT_IT_NEEDS = {
+    "onnxruntime": "an .onnx file",
+    "torch": "a .safetensors checkpoint",
+    "tensorrt": "a TensorRT .engine/.plan built by `saliq export trt`",
+}
 
 
-def load_backend(path: str | Path, backend: str = "auto", threads: int = 0) -> Backend:
-    """Open a model artifact with the requested backend (``auto``: picked from the file)."""
+def backend_for(path: str | Path, backend: str = "auto") -> str:
+    """The backend that opens ``path`` (``auto``: decided by the file type), or a clear error."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    suffix = path.suffix.lower()
+    if backend == "auto":
+        backend = _SUFFIX_BACKEND.get(suffix, "")
+        if not backend:
+            raise ModelFormatError(
+                f"{path}: unknown model file type {suffix!r}; pass a saliq .onnx, .safetensors "
+                "or .engine"
+            )
+    if suffix not in _BACKEND_SUFFIXES[backend]:
+        raise ModelFormatError(f"{path}: the {backend} backend needs {_WHAT_IT_NEEDS[backend]}")
+    return backend
+
+
+def load_backend(
+    path: str | Path,
+    backend: str = "auto",
+    threads: int = 0,
+    device: int = 0,
+    cuda_graph: bool = False,
+) -> Backend:
+    """Open a model artifact with the requested backend (``auto``: picked from the file).
+
+    ``device`` and ``cuda_graph`` apply to TensorRT engines (the CUDA device index, and
+    whether to replay inference as CUDA graphs).
+    """
     path = Path(path)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not path.is_file():
         raise ModelFormatError(f"{path}: model file not found")
-    suffix = path.suffix.lower()
-    if suffix in _ENGINE_SUFFIXES:
-        raise BackendUnavailableError(
-            f"{path}: TensorRT engines are not supported by this saliq release; "
-            "use the .onnx model with backend='onnxruntime'"
-        )
-    if backend == "auto":
-        backend = _SUFFIX_BACKEND.get(suffix, "")
-        if not backend:
-            raise ModelFormatError(
-                f"{path}: unknown model file type {suffix!r}; pass a saliq .onnx or .safetensors"
-            )
-    if backend == "onnxruntime":
-        if suffix != ".onnx":
-            raise ModelFormatError(f"{path}: the onnxruntime backend needs an .onnx file")
+    chosen = backend_for(path, backend)
+    if chosen == "tensorrt":
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path, device=device, cuda_graph=cuda_graph)
+    if chosen == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, threads=threads)
-    if suffix != ".safetensors":
-        raise ModelFormatError(f"{path}: the torch backend needs a .safetensors checkpoint")
     from .torch import TorchBackend
 
     return TorchBackend(path, threads=threads)
 
 
-__all__ = ["BACKENDS", "Backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "backend_for", "load_backend"]

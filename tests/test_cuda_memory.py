@@ -1,0 +1,331 @@
+"""The CUDA memory layer: its logic everywhere, real CUDA on GPU machines (``gpu`` marker)."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import numpy as np
+import pytest
+
+from saliq import cuda_memory as cm
+from saliq.errors import BackendUnavailableError
+
+
+class _CAI:
+    """A stand-in exposing ``__cuda_array_interface__`` (what CuPy/torch tensors carry)."""
+
+    def __init__(self, ptr, shape, typestr="<f4", strides=None, stream=None, **extra):
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": typestr,
+            "data": (ptr, False),
+            "version": 3,
+            "strides": strides,
+            **({"stream": stream} if stream is not None else {}),
+            **extra,
+        }
+
+
+def test_device_array_view_contiguous_and_stream():
+    view = cm.device_array_view(_CAI(0x1000, (2, 3, 4), stream=2))
+    assert (view.ptr, view.shape, view.dtype, view.stream) == (0x1000, (2, 3, 4), np.float32, 2)
+    assert view.nbytes == 2 * 3 * 4 * 4
+    # Explicit C strides, and any stride on an extent-1 axis, are still contiguous.
+    assert cm.device_array_view(_CAI(8, (2, 3), strides=(12, 4))).shape == (2, 3)
+    assert cm.device_array_view(_CAI(8, (1, 3), typestr="<f2", strides=(999, 2))).nbytes == 6
+
+
+def test_device_array_view_refusals():
+    with pytest.raises(ValueError, match="not C-contiguous.*contiguous"):
+        cm.device_array_view(_CAI(8, (2, 3), strides=(4, 8)))  # a transposed view
+    with pytest.raises(ValueError, match="stream 0"):
+        cm.device_array_view(_CAI(8, (2,), stream=0))
+    with pytest.raises(ValueError, match="masked"):
+        cm.device_array_view(_CAI(8, (2,), mask=object()))
+    with pytest.raises(TypeError, match="__cuda_array_interface__"):
+        cm.device_array_view(np.zeros(3))
+
+
+def test_cuda_api_choice_and_missing_bindings(monkeypatch):
+    with pytest.raises(ValueError, match="unknown CUDA implementation"):
+        cm.cuda_api("opencl")
+    # Neither binding importable: one actionable line with the install command.
+    monkeypatch.setattr(cm, "_APIS", {})
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    with pytest.raises(BackendUnavailableError, match=r'pip install "cuda-python>=12"'):
+        cm.cuda_api()
+    status = cm.available_implementations()
+    assert set(status) == {"cuda-python", "pycuda"}
+    assert all(s.startswith("not importable") for s in status.values())
+    with pytest.raises(BackendUnavailableError, match="pycuda"):
+        cm.cuda_api("pycuda")
+
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(_has_gpu(), reason="checks the no-GPU error path")
+def test_without_gpu_calls_raise_clear_errors():
+    pytest.importorskip("cuda.bindings", reason="cuda-python not installed")
+    api = cm.cuda_api("cuda-python")  # importing and choosing work without a driver
+    for call in (
+        api.device_count,
+        api.driver_version,
+        lambda: api.compute_capability(0),
+        lambda: api.DeviceBuffer(64),
+        lambda: api.PinnedBuffer((4,), np.float32),
+        api.Stream,
+        api.Event,
+    ):
+        with pytest.raises(BackendUnavailableError) as info:
+            call()
+        message = str(info.value)
+        assert "CUDA driver" in message or "cudaError" in message, message
+
+
+# ---------------------------------------------------------------------------------------------
+# The wrapper classes over a host-memory stand-in for the primitives. This checks saliq's own
+# logic (sizes, bounds, frees, stream ordering calls), not CUDA: the GPU tests below do that.
+# ---------------------------------------------------------------------------------------------
+
+
+class _HostImpl(cm._Impl):
+    name = "host-fake"
+
+    def __init__(self):
+        self.live: dict[int, ctypes.Array] = {}
+        self.calls: list[tuple] = []
+
+    def device_count(self):
+        return 1
+
+    def driver_version(self):
+        return 12060
+
+    def compute_capability(self, device):
+        return (8, 7)
+
+    def set_device(self, device):
+        self.calls.append(("set_device", device))
+
+    def _alloc(self, nbytes):
+        block = ctypes.create_string_buffer(nbytes)
+        ptr = ctypes.addressof(block)
+        self.live[ptr] = block
+        return ptr, ptr
+
+    def malloc(self, nbytes):
+        return self._alloc(nbytes)
+
+    def free(self, token):
+        del self.live[token]
+
+    malloc_host = malloc
+    free_host = free
+
+    def stream_create(self):
+        return 7, "stream-token"
+
+    def stream_destroy(self, token):
+        self.calls.append(("stream_destroy", token))
+
+    def stream_synchronize(self, token):
+        self.calls.append(("sync", token))
+
+    def stream_wait_external(self, token, external_stream):
+        self.calls.append(("wait", token, external_stream))
+
+    def event_create(self):
+        return object()
+
+    def event_destroy(self, token):
+        pass
+
+    def event_record(self, token, stream):
+        self.calls.append(("record", stream))
+
+    def event_synchronize(self, token):
+        pass
+
+    def event_elapsed_ms(self, start, end):
+        return 1.5
+
+    def memcpy_async(self, dst, src, nbytes, kind, stream):
+        self.calls.append(("memcpy", kind, nbytes, stream))
+        ctypes.memmove(dst, src, nbytes)
+
+    def memset_async(self, ptr, value, nbytes, stream):
+        ctypes.memset(ptr, value, nbytes)
+
+
+@pytest.fixture
+def fake_api():
+    return cm.CudaApi(_HostImpl())
+
+
+def test_wrappers_round_trip_and_bounds(fake_api):
+    api = fake_api
+    assert (api.compute_capability(0), api.driver_version()) == ("8.7", "12.6")
+    with pytest.raises(BackendUnavailableError, match="device 3 does not exist"):
+        api.compute_capability(3)
+    stream = api.Stream()
+    assert stream.handle == 7
+    src = api.PinnedBuffer((2, 3), np.float32)
+    src.array[:] = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with api.DeviceBuffer(src.nbytes) as dev:
+        api.copy_htod_async(dev, src.array, stream)
+        out = np.zeros((2, 3), np.float32)
+        api.copy_dtoh_async(out, dev, stream)
+        np.testing.assert_array_equal(out, src.array)
+        api.memset_async(dev, 0, stream=stream)
+        api.copy_dtoh_async(out, dev.ptr, stream)  # a raw address works too
+        assert not out.any()
+        with pytest.raises(ValueError, match="exceeds"):
+            api.copy_htod_async(dev, np.zeros(7, np.float32), stream)
+        with pytest.raises(ValueError, match="C-contiguous"):
+            api.copy_dtoh_async(np.zeros((3, 2), np.float32).T, dev, stream)
+        with pytest.raises(ValueError, match="read-only"):
+            readonly = np.zeros(6, np.float32)
+            readonly.flags.writeable = False
+            api.copy_dtoh_async(readonly, dev, stream)
+    assert dev.freed and dev.ptr == 0
+    dev.free()  # idempotent
+    with pytest.raises(ValueError, match="already freed"):
+        api.copy_htod_async(dev, src.array, stream)
+    src.free()
+    assert src.array.size == 0  # the view of freed memory is dropped
+    assert api.impl.live == {}
+    with pytest.raises(ValueError, match="positive size"):
+        api.DeviceBuffer(0)
+
+
+def test_external_device_arrays_wait_on_their_stream(fake_api):
+    api = fake_api
+    stream = api.Stream()
+    with api.DeviceBuffer(16) as a, api.DeviceBuffer(16) as b:
+        api.memset_async(a, 3, stream=stream)
+        producer = _CAI(a.ptr, (4,), stream=2)  # e.g. a torch tensor on the per-thread stream
+        api.copy_dtod_async(b, producer, 16, stream)
+        assert ("wait", "stream-token", 2) in api.impl.calls
+        host = np.zeros(16, np.uint8)
+        api.copy_dtoh_async(host, b, stream)
+        assert (host == 3).all()
+        with pytest.raises(ValueError, match="exceeds"):
+            api.copy_dtod_async(b, _CAI(a.ptr, (2,)), 16, stream)  # source only 8 bytes
+
+
+def test_events_and_stream_close(fake_api):
+    start, end = fake_api.Event(), fake_api.Event()
+    stream = fake_api.Stream()
+    start.record(stream)
+    end.record(stream).synchronize()
+    assert cm.elapsed_ms(start, end) == 1.5
+    stream.close()
+    stream.close()
+    assert fake_api.impl.calls.count(("stream_destroy", "stream-token")) == 1
+
+
+def test_graphs_need_cuda_python(fake_api):
+    assert not fake_api.supports_graphs
+    with pytest.raises(BackendUnavailableError, match="cuda-python"):
+        with fake_api.capture(fake_api.Stream()):
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Real CUDA (GPU machines), over every importable implementation
+# ---------------------------------------------------------------------------------------------
+
+
+def _impl_param(name: str, module: str):
+    return pytest.param(name, marks=pytest.mark.gpu, id=f"{name}:{module}")
+
+
+IMPLS = [_impl_param("cuda-python", "cuda.bindings"), _impl_param("pycuda", "pycuda.driver")]
+
+
+@pytest.fixture(params=IMPLS)
+def gpu_api(request):
+    pytest.importorskip(
+        "cuda.bindings" if request.param == "cuda-python" else "pycuda.driver",
+        reason=f"{request.param} not installed",
+    )
+    api = cm.cuda_api(request.param)
+    api.set_device(0)
+    return api
+
+
+def test_gpu_identity(gpu_api):
+    assert gpu_api.device_count() >= 1
+    major, minor = gpu_api.compute_capability(0).split(".")
+    assert int(major) >= 3 and minor.isdigit()
+    assert float(gpu_api.driver_version()) >= 11.0
+
+
+def test_gpu_round_trip_memset_events(gpu_api):
+    api = gpu_api
+    stream = api.Stream()
+    data = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    pinned = api.PinnedBuffer(data.shape, data.dtype)
+    pinned.array[:] = data
+    back = api.PinnedBuffer(data.shape, data.dtype)
+    start, end = api.Event(), api.Event()
+    with api.DeviceBuffer(data.nbytes) as dev, api.DeviceBuffer(data.nbytes) as dev2:
+        start.record(stream)
+        api.copy_htod_async(dev, pinned.array, stream)
+        api.copy_dtod_async(dev2, dev, data.nbytes, stream)
+        api.copy_dtoh_async(back.array, dev2, stream)
+        end.record(stream)
+        stream.synchronize()
+        np.testing.assert_array_equal(back.array, data)
+        end.synchronize()
+        assert cm.elapsed_ms(start, end) >= 0.0
+        api.memset_async(dev2, 0, stream=stream)
+        api.copy_dtoh_async(back.array, dev2, stream)
+        stream.synchronize()
+        assert not back.array.any()
+    pinned.free()
+    back.free()
+    stream.close()
+
+
+def test_gpu_torch_tensor_as_device_input(gpu_api):
+    torch = pytest.importorskip("torch")
+    tensor = torch.arange(12, dtype=torch.float32, device="cuda").reshape(3, 4) * 2
+    api = gpu_api
+    stream = api.Stream()
+    out = np.zeros((3, 4), np.float32)
+    with api.DeviceBuffer(out.nbytes) as dev:
+        api.copy_dtod_async(dev, tensor, out.nbytes, stream)  # waits on torch's stream
+        api.copy_dtoh_async(out, dev, stream)
+        stream.synchronize()
+    np.testing.assert_array_equal(out, tensor.cpu().numpy())
+    with pytest.raises(ValueError, match="contiguous"):
+        api.copy_dtoh_async(out.T.copy(), tensor.T, stream)
+
+
+def test_gpu_graph_capture_replays(gpu_api):
+    if not gpu_api.supports_graphs:
+        pytest.skip(f"{gpu_api.name} offers no CUDA graphs in saliq")
+    api = gpu_api
+    stream = api.Stream()
+    host = api.PinnedBuffer((256,), np.uint8)
+    with api.DeviceBuffer(256) as dev:
+        with api.capture(stream) as captured:
+            api.memset_async(dev, 9, stream=stream)
+        api.memset_async(dev, 0, stream=stream)
+        captured[0].launch(stream)
+        api.copy_dtoh_async(host.array, dev, stream)
+        stream.synchronize()
+        assert (host.array == 9).all()
+        captured[0].close()
+    host.free()

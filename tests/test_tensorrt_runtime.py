@@ -1,0 +1,369 @@
+"""TensorRT runtime: its logic and error paths everywhere; real engines only where TensorRT is.
+
+TensorRT is never mocked to claim it works: without it, these tests check the errors a user
+gets; the ``gpu`` tests at the end build and run a real engine where TensorRT is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import saliq
+from saliq.backends import backend_for, load_backend
+from saliq.backends.onnxruntime import OnnxRuntimeBackend
+from saliq.backends.tensorrt import (
+    IOSpec,
+    PerThread,
+    TensorRTBackend,
+    batch_chunks,
+    check_io_against_spec,
+    plan_buffers,
+    profile_batch_range,
+)
+from saliq.engine_sidecar import (
+    EngineSidecar,
+    Profile,
+    check_compatible,
+    sha256_file,
+    write_sidecar,
+)
+from saliq.errors import BackendUnavailableError, IncompatibleModelError, ModelFormatError
+from saliq.spec import METADATA_KEY, ModelSpec
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+SPEC = ModelSpec(name="tiny", architecture="test", backbone="none", input_height=32, input_width=32)
+
+
+def _io(name, is_input, shape, dtype=np.float32, batch=(1, 4, 8)):
+    profile = None
+    if is_input:
+        rest = tuple(shape[1:])
+        profile = tuple((b, *rest) for b in batch)
+    return IOSpec(name, is_input, tuple(shape), np.dtype(dtype), profile)
+
+
+ENGINE_IO = [
+    _io("image", True, (-1, 3, 32, 32)),
+    _io("score", False, (-1,)),
+    _io("saliency", False, (-1, 1, 2, 2), np.float16),
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Buffer plans, profiles, chunking
+# ------------------------------------------------------------------------------------------
+
+
+def test_plan_buffers_sizes_for_the_profile_max():
+    plan = plan_buffers(ENGINE_IO, max_batch=8)
+    assert plan["image"] == ((8, 3, 32, 32), np.float32, 8 * 3 * 32 * 32 * 4)
+    assert plan["score"] == ((8,), np.float32, 32)
+    shape, dtype, nbytes = plan["saliency"]  # a plain (shape, dtype, nbytes) tuple too
+    assert (shape, dtype, nbytes) == ((8, 1, 2, 2), np.float16, 8 * 4 * 2)
+    # A static-batch engine: its batch is the maximum.
+    static = [_io("image", True, (4, 3, 32, 32), batch=(4, 4, 4)), _io("score", False, (4,))]
+    assert plan_buffers(static, 4)["score"].nbytes == 16
+
+
+def test_plan_buffers_refusals():
+    with pytest.raises(ModelFormatError, match="dynamic non-batch axes"):
+        plan_buffers([_io("image", True, (-1, 3, -1, 32))], 8)
+    with pytest.raises(ModelFormatError, match="scalar"):
+        plan_buffers([IOSpec("score", False, (), np.dtype(np.float32))], 8)
+    with pytest.raises(ModelFormatError, match="fixed batch 4 < 8"):
+        plan_buffers([_io("score", False, (4,))], 8)
+    with pytest.raises(ValueError, match="max_batch"):
+        plan_buffers(ENGINE_IO, 0)
+
+
+def test_profile_batch_range():
+    assert profile_batch_range(ENGINE_IO) == (1, 8)
+    two = [_io("image", True, (-1, 3, 32, 32), batch=(2, 4, 16)), _io("prior", True, (-1, 1, 8, 8))]
+    assert profile_batch_range(two) == (2, 8)
+    disjoint = [
+        _io("image", True, (-1, 3, 32, 32), batch=(1, 1, 2)),
+        _io("prior", True, (-1, 1, 8, 8), batch=(4, 4, 8)),
+    ]
+    with pytest.raises(ModelFormatError, match="no common batch"):
+        profile_batch_range(disjoint)
+    with pytest.raises(ModelFormatError, match="no inputs"):
+        profile_batch_range(ENGINE_IO[1:])
+
+
+def test_batch_chunks_split_and_pad():
+    assert batch_chunks(20, 1, 8) == [(0, 8, 8), (8, 8, 8), (16, 4, 4)]
+    assert batch_chunks(8, 1, 8) == [(0, 8, 8)]
+    assert batch_chunks(2, 4, 8) == [(0, 2, 4)]  # below the profile minimum: padded
+    assert batch_chunks(9, 4, 8) == [(0, 8, 8), (8, 1, 4)]
+    with pytest.raises(ValueError):
+        batch_chunks(0, 1, 8)
+
+
+def test_io_checked_against_the_model_spec():
+    expected = {"image": (3, 32, 32)}
+    check_io_against_spec(ENGINE_IO, ("image",), ("score", "saliency"), expected)
+    with pytest.raises(ModelFormatError, match="inputs.*differ.*saliq export trt"):
+        check_io_against_spec(ENGINE_IO, ("image", "prior"), ("score",), expected)
+    with pytest.raises(ModelFormatError, match="lacks outputs"):
+        check_io_against_spec(ENGINE_IO[:2], ("image",), ("score", "saliency"), expected)
+    with pytest.raises(ModelFormatError, match=r"expects \[N, 3, 64, 64\]"):
+        check_io_against_spec(ENGINE_IO, ("image",), ("score",), {"image": (3, 64, 64)})
+    ints = [*ENGINE_IO[:2], _io("saliency", False, (-1, 1, 2, 2), np.int32)]
+    with pytest.raises(ModelFormatError, match="float32 or float16"):
+        check_io_against_spec(ints, ("image",), ("score",), expected)
+
+
+def test_per_thread_state_is_one_per_thread_and_all_closed():
+    made, closed = [], []
+
+    def factory():
+        made.append(threading.get_ident())
+        return {"thread": threading.get_ident()}
+
+    states = PerThread(factory, closed.append)
+    first = states.get()
+    assert states.get() is first  # reused within a thread
+    seen = []
+    workers = [threading.Thread(target=lambda: seen.append(states.get())) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(states) == 4 and len({id(s) for s in [first, *seen]}) == 4
+    states.close_all()
+    assert len(closed) == 4 and len(states) == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        states.get()
+
+
+def test_per_thread_close_all_releases_everything_despite_a_failure():
+    closed = []
+
+    def closer(item):
+        closed.append(item)
+        if item == 0:
+            raise RuntimeError("boom")
+
+    counter = iter(range(10))
+    states = PerThread(lambda: next(counter), closer)
+    states.get()
+    threading.Thread(target=states.get).start()
+    with pytest.raises(RuntimeError, match="boom"):
+        states.close_all()
+    assert sorted(closed) == [0, 1]
+
+
+# ------------------------------------------------------------------------------------------
+# Sidecar checks (engine_sidecar.check_compatible) with a fake engine file
+# ------------------------------------------------------------------------------------------
+
+
+def _fake_engine(tmp_path, **overrides):
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(b"not a real TensorRT plan")
+    fields = dict(
+        spec=SPEC,
+        tensorrt_version="10.3.0",
+        compute_capability="8.7",
+        precision="fp16",
+        profiles=(Profile(1, 4, 8),),
+        plan_sha256=sha256_file(engine),
+        build_command="saliq export trt tiny.onnx --precision fp16",
+    )
+    fields.update(overrides)
+    write_sidecar(engine, EngineSidecar(**fields))
+    return engine
+
+
+def test_sidecar_mismatches_say_how_to_rebuild(tmp_path):
+    engine = _fake_engine(tmp_path)
+    from saliq.engine_sidecar import read_sidecar
+
+    sidecar = read_sidecar(engine)
+    check_compatible(sidecar, engine, "10.3.1", "8.7")  # patch releases are compatible
+    with pytest.raises(IncompatibleModelError, match=r"TensorRT 10\.3\.0.*runs 10\.13\.0.*"):
+        check_compatible(sidecar, engine, "10.13.0", "8.7")
+    with pytest.raises(IncompatibleModelError, match=r"capability 8\.7.*GPU is 9\.0"):
+        check_compatible(sidecar, engine, "10.3.0", "9.0")
+    with pytest.raises(IncompatibleModelError, match="saliq export trt tiny.onnx"):
+        check_compatible(sidecar, engine, "10.3.0", "9.0")
+    engine.write_bytes(b"truncated")
+    with pytest.raises(ModelFormatError, match="sha256.*rebuild"):
+        check_compatible(sidecar, engine, "10.3.0", "8.7")
+
+
+def test_portable_engines_pass_the_checks(tmp_path):
+    from saliq.engine_sidecar import read_sidecar
+
+    engine = _fake_engine(tmp_path, version_compatible=True, hardware_compatible=True)
+    check_compatible(read_sidecar(engine), engine, "10.13.0", "9.0")
+
+
+# ------------------------------------------------------------------------------------------
+# Backend selection and the no-TensorRT error path
+# ------------------------------------------------------------------------------------------
+
+
+def test_backend_selection_by_suffix(tmp_path):
+    assert backend_for("m.engine") == "tensorrt"
+    assert backend_for("m.PLAN") == "tensorrt"
+    assert backend_for("m.onnx") == "onnxruntime"
+    assert backend_for("m.safetensors") == "torch"
+    assert backend_for("m.engine", "tensorrt") == "tensorrt"
+    with pytest.raises(ModelFormatError, match="onnxruntime backend needs an .onnx"):
+        backend_for("m.engine", "onnxruntime")
+    with pytest.raises(ModelFormatError, match="tensorrt backend needs a TensorRT .engine"):
+        backend_for("m.onnx", "tensorrt")
+    with pytest.raises(ModelFormatError, match="unknown model file type"):
+        backend_for("m.bin")
+    with pytest.raises(ValueError, match="tensorrt"):
+        backend_for("m.engine", "tflite")
+    with pytest.raises(ModelFormatError, match="not found"):
+        load_backend(tmp_path / "missing.engine")
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="checks the error a machine without TensorRT gives")
+def test_engine_without_tensorrt_names_the_fix(tmp_path):
+    engine = _fake_engine(tmp_path)
+    for attempt in (
+        lambda: saliq.load(engine),
+        lambda: load_backend(engine, backend="tensorrt"),
+        lambda: TensorRTBackend(engine),
+    ):
+        with pytest.raises(BackendUnavailableError) as info:
+            attempt()
+        message = str(info.value)
+        assert 'pip install "tensorrt-cu12<11"' in message and "JetPack" in message
+
+
+# ------------------------------------------------------------------------------------------
+# ONNX Runtime: the IOBinding path (used on GPU providers) gives the plain run's results
+# ------------------------------------------------------------------------------------------
+
+
+def _tiny_onnx(path, spec=SPEC):
+    """score = sigmoid(mean(image)); saliency = 16x16 average pool of the channel mean."""
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sigmoid", ["m"], ["score"]),
+        helper.make_node("ReduceMean", ["image"], ["c"], axes=[1], keepdims=1),
+        helper.make_node(
+            "AveragePool", ["c"], ["saliency"], kernel_shape=[16, 16], strides=[16, 16]
+        ),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info("saliency", TensorProto.FLOAT, ["N", 1, 2, 2]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "tiny", [image], outputs),
+        opset_imports=[helper.make_opsetid("", 13)],
+        ir_version=8,
+    )
+    helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnxruntime_iobinding_path_matches_plain_run(tmp_path):
+    backend = OnnxRuntimeBackend(_tiny_onnx(tmp_path / "tiny.onnx"))
+    assert backend.provider == "CPUExecutionProvider" and backend.binding_device is None
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    plain = backend.infer({"image": x})
+    np.testing.assert_allclose(plain["score"], 1 / (1 + np.exp(-x.mean(axis=(1, 2, 3)))), 1e-5)
+    # The GPU path's code, run against CPU memory (what this machine has).
+    backend.binding_device = "cpu"
+    bound = backend.infer({"image": x})
+    for name in ("score", "saliency"):
+        np.testing.assert_array_equal(bound[name], plain[name])
+
+
+# ------------------------------------------------------------------------------------------
+# Real TensorRT (machines with a GPU and TensorRT; skipped elsewhere)
+# ------------------------------------------------------------------------------------------
+
+
+def _build_engine(tmp_path):
+    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from saliq.cuda_memory import cuda_api
+
+    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes()), parser.get_error(0)
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("image", (1, 3, 32, 32), (4, 3, 32, 32), (8, 3, 32, 32))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(bytes(plan))
+    write_sidecar(
+        engine,
+        EngineSidecar(
+            spec=SPEC,
+            tensorrt_version=trt.__version__,
+            compute_capability=cuda_api().compute_capability(0),
+            precision="fp32",
+            profiles=(Profile(1, 4, 8),),
+            plan_sha256=sha256_file(engine),
+        ),
+    )
+    return engine, onnx_path
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_tensorrt_engine_matches_onnxruntime(tmp_path, cuda_graph):
+    engine, onnx_path = _build_engine(tmp_path)
+    reference = OnnxRuntimeBackend(onnx_path, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((20, 3, 32, 32)).astype(np.float32)
+    expected = reference.infer({"image": x})
+    with TensorRTBackend(engine, cuda_graph=cuda_graph) as backend:
+        assert (backend.min_batch, backend.max_batch) == (1, 8)
+        for _ in range(3):  # warm-up, capture, replay when cuda_graph is on
+            got = backend.infer({"image": x})  # 20 > 8: runs as chunks 8, 8, 4
+            for name in ("score", "saliency"):
+                np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
+        results = {}
+
+        def worker(i):
+            results[i] = backend.infer({"image": x[i : i + 2]})["score"]
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(3):
+            np.testing.assert_allclose(results[i], expected["score"][i : i + 2], atol=1e-5)
+        torch = pytest.importorskip("torch")
+        on_device = torch.from_numpy(x).cuda()
+        got = backend.infer_device({"image": on_device})
+        np.testing.assert_allclose(got["score"], expected["score"], atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_corrupt_plan_with_valid_sidecar_is_refused(tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    import tensorrt as trt
+
+    from saliq.cuda_memory import cuda_api
+
+    engine = _fake_engine(
+        tmp_path,
+        tensorrt_version=trt.__version__,
+        compute_capability=cuda_api().compute_capability(0),
+    )
+    with pytest.raises(ModelFormatError, match="could not deserialize.*saliq export trt"):
+        TensorRTBackend(engine)
