@@ -92,7 +92,7 @@ def _upsample(saliency: np.ndarray, shape: tuple[int, ...], fmt: str) -> np.ndar
 
 
 def load(model: str | Path = "default", backend: str = "auto", threads: int = 0) -> Assessor:
-    """Open a model: "default" (shipped), an .onnx export or a .safetensors checkpoint."""
+    """Open a model: "default" (shipped), .onnx, .safetensors checkpoint or TensorRT .engine."""
     if str(model) == "default":
         model = default_model_path("safetensors" if backend == "torch" else "onnx")
     return Assessor(load_backend(model, backend=backend, threads=threads))

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .backends import BACKENDS
 from .errors import SaliqError
 
 EXIT_ERROR = 2
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="score images or folders of images")
     score.add_argument("paths", nargs="+", help="image files or folders")
     score.add_argument("--model", default="default", help="default | model.onnx | ckpt.safetensors")
-    score.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    score.add_argument("--backend", default="auto", choices=BACKENDS)
     score.add_argument("--threads", type=int, default=0, help="CPU threads (0 = runtime default)")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     score.set_defaults(func=cmd_score)
