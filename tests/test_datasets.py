@@ -148,3 +148,14 @@ def test_scene_train_item_uses_fixations(scene: list[ContentItem]) -> None:
     item0 = scene[0]
     expected = fixation_density(item0.fixations, (item0.height, item0.width), SAL_HW)
     np.testing.assert_allclose(item["saliency"][0].numpy(), expected, atol=1e-6)
+
+
+def test_colour_types_are_never_trained_gray(photos: list[ContentItem]) -> None:
+    """A gray frame cannot show a colour cast: training it with the cast's label is noise."""
+    kw = {"pristine_prob": 0.0, "gray_prob": 1.0, "flip": False, "copies_per_photo": 2}
+    cast = SyntheticTrainSet(photos[:2], PRE, SAL_HW, types=["colour_cast"], **kw)
+    for i in range(len(cast)):
+        image = cast[i]["image"]
+        assert not torch.allclose(image[0], image[2]), "colour cast item was converted to gray"
+    noise = SyntheticTrainSet(photos[:1], PRE, SAL_HW, types=["gaussian_noise"], **kw)
+    torch.testing.assert_close(noise[0]["image"][0], noise[0]["image"][2])

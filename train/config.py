@@ -17,6 +17,7 @@ class ModelConfig:
     input_height: int = 224
     input_width: int = 224
     kwargs: dict = field(default_factory=dict)
+    init_from: str | None = None  # start from this checkpoint's weights (a second stage)
 
 
 @dataclass

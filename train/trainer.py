@@ -149,6 +149,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
         pretrained=config.model.pretrained,
         **config.model.kwargs,
     )
+    if config.model.init_from:
+        from safetensors.torch import load_file
+
+        weights = load_file(config.model.init_from)
+        model.load_state_dict(
+            {k: v.float() for k, v in weights.items() if not k.startswith("optim.")}
+        )
     spec = build_spec(config, model)
     pre = Preprocessor.from_spec(spec)
     splits = content_splits(config)

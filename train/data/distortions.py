@@ -43,6 +43,8 @@ JPEG_QUALITY = (43, 27, 17, 11, 7)  # cv2.IMWRITE_JPEG_QUALITY
 UNDEREXPOSURE_STOPS_GAMMA = ((0.5, 1.05), (1.0, 1.1), (1.5, 1.17), (2.1, 1.25), (2.8, 1.35))
 OVEREXPOSURE_STOPS = (0.5, 1.0, 1.5, 2.1, 2.8)  # linear-light gain = 2**stops, then clip
 HAZE_VEIL_FRACTION = (0.15, 0.28, 0.42, 0.56, 0.70)  # blend weight of the airlight veil
+# Types that a grayscale frame cannot show: never trained as GRAY (the label would be noise).
+COLOUR_TYPES = frozenset({"colour_cast"})
 COLOUR_CAST_LOG2_GAIN = (0.15, 0.28, 0.42, 0.58, 0.78)  # amplitude of per-channel log2 gain
 PIXELATE_FACTOR = (2.0, 3.0, 4.0, 6.0, 8.0)  # sensor/zoom downscale before nearest upscale
 

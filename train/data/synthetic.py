@@ -23,7 +23,14 @@ from saliq.errors import InvalidImageError
 from saliq.preprocess import LUMA_WEIGHTS, Preprocessor, resize_stretch
 
 from .content import ContentItem
-from .distortions import DISTORTIONS, MAX_LEVEL, TYPE_NAMES, apply_distortion, quality_label
+from .distortions import (
+    COLOUR_TYPES,
+    DISTORTIONS,
+    MAX_LEVEL,
+    TYPE_NAMES,
+    apply_distortion,
+    quality_label,
+)
 from .saliency_targets import fixation_density
 
 PRISTINE = "pristine"
@@ -160,7 +167,7 @@ class SyntheticTrainSet(_WorkingFrames):
             frame = np.ascontiguousarray(frame[:, ::-1])
         dist_rng = np.random.default_rng(rng.integers(2**63))
         frame = apply_distortion(frame, type_name, level, dist_rng)
-        gray = bool(rng.random() < self.gray_prob)
+        gray = bool(rng.random() < self.gray_prob) and (pristine or type_name not in COLOUR_TYPES)
         return self._item(photo_index, frame, level, None if pristine else type_name, gray, flip)
 
 
