@@ -159,3 +159,14 @@ def test_colour_types_are_never_trained_gray(photos: list[ContentItem]) -> None:
         assert not torch.allclose(image[0], image[2]), "colour cast item was converted to gray"
     noise = SyntheticTrainSet(photos[:1], PRE, SAL_HW, types=["gaussian_noise"], **kw)
     torch.testing.assert_close(noise[0]["image"][0], noise[0]["image"][2])
+
+
+def test_grid_levels_share_the_random_parameters(photos: list[ContentItem]) -> None:
+    """A (photo, type) group is one distortion at rising strength: same cast direction."""
+    grid = SyntheticGridSet(photos[:1], PRE, SAL_HW, types=["colour_cast"])
+    pristine = grid.frame(0).astype(np.float64).mean(axis=(0, 1))
+    shifts = [grid.frame(i).astype(np.float64).mean(axis=(0, 1)) - pristine for i in range(1, 6)]
+    signs = {tuple(np.sign(s[[0, 2]] - s[1])) for s in shifts}  # R and B relative to G
+    assert len(signs) == 1, signs
+    magnitudes = [np.abs(s[[0, 2]] - s[1]).sum() for s in shifts]
+    assert magnitudes == sorted(magnitudes)

@@ -210,7 +210,9 @@ class SyntheticGridSet(_WorkingFrames):
         frame = self.working_frame(photo_index)
         if type_name is not None:
             type_id = TYPE_NAMES.index(type_name)
-            rng = np.random.default_rng([self.seed, photo_index, type_id, level])
+            # Seeded per (photo, type), not per level: the five levels of a group are one
+            # distortion (same cast direction, blur angle, noise pattern) at rising strength.
+            rng = np.random.default_rng([self.seed, photo_index, type_id])
             frame = apply_distortion(frame, type_name, level, rng)
         return frame
 
