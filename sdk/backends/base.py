@@ -29,25 +29,33 @@ class Backend(ABC):
         missing = set(self.spec.inputs) - set(inputs)
         if missing:
             raise InvalidImageError(f"{self.name}: missing model inputs {sorted(missing)}")
-        batch = None
         for name in self.spec.inputs:
             array = inputs[name]
             if not isinstance(array, np.ndarray) or array.dtype != np.float32:
                 raise InvalidImageError(f"{self.name}: input {name!r} must be a float32 ndarray")
-            if array.ndim != 4 or tuple(array.shape[1:]) != self.expected_shape(name):
-                raise InvalidImageError(
-                    f"{self.name}: input {name!r} has shape {array.shape}, expected "
-                    f"[N, {', '.join(map(str, self.expected_shape(name)))}]"
-                )
-            if batch is None:
-                batch = array.shape[0]
-            elif array.shape[0] != batch:
-                raise InvalidImageError(f"{self.name}: inputs disagree on the batch size")
-            if not np.isfinite(array).all():
+        batch = self.check_shapes({name: inputs[name].shape for name in self.spec.inputs})
+        for name in self.spec.inputs:
+            if not np.isfinite(inputs[name]).all():
                 raise InvalidImageError(f"{self.name}: input {name!r} contains NaN or inf")
         if not batch or batch > MAX_BATCH:
             raise InvalidImageError(f"{self.name}: batch size {batch} outside 1..{MAX_BATCH}")
         return self._infer({name: np.ascontiguousarray(inputs[name]) for name in self.spec.inputs})
+
+    def check_shapes(self, shapes: dict[str, tuple[int, ...]]) -> int:
+        """Each input is [N, *expected_shape] with one N for all; returns N."""
+        batch = None
+        for name, shape in shapes.items():
+            expected = self.expected_shape(name)
+            if len(shape) != 4 or tuple(shape[1:]) != expected:
+                raise InvalidImageError(
+                    f"{self.name}: input {name!r} has shape {tuple(shape)}, expected "
+                    f"[N, {', '.join(map(str, expected))}]"
+                )
+            if batch is None:
+                batch = shape[0]
+            elif shape[0] != batch:
+                raise InvalidImageError(f"{self.name}: inputs disagree on the batch size")
+        return batch or 0
 
     @abstractmethod
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...

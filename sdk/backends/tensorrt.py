@@ -435,7 +435,6 @@ class TensorRTBackend(Backend):
         from ..cuda_memory import device_array_view
 
         views = {}
-        batch = None
         for name in self.spec.inputs:
             if name not in inputs:
                 raise InvalidImageError(f"{self.name}: missing model input {name!r}")
@@ -443,22 +442,13 @@ class TensorRTBackend(Backend):
                 view = device_array_view(inputs[name])
             except (TypeError, ValueError) as exc:
                 raise InvalidImageError(f"{self.name}: input {name!r}: {exc}") from None
-            expected = self.expected_shape(name)
-            if len(view.shape) != 4 or view.shape[1:] != expected:
-                raise InvalidImageError(
-                    f"{self.name}: input {name!r} has shape {view.shape}, expected "
-                    f"[N, {', '.join(map(str, expected))}]"
-                )
             if view.dtype != self._input_dtypes[name]:
                 raise InvalidImageError(
                     f"{self.name}: input {name!r} is {view.dtype}, the engine takes "
                     f"{self._input_dtypes[name]} (convert it on the device first)"
                 )
-            if batch is None:
-                batch = view.shape[0]
-            elif view.shape[0] != batch:
-                raise InvalidImageError(f"{self.name}: inputs disagree on the batch size")
             views[name] = view
+        batch = self.check_shapes({name: tuple(view.shape) for name, view in views.items()})
         if not batch:
             raise InvalidImageError(f"{self.name}: empty batch")
         state = self._state()
