@@ -163,6 +163,7 @@ setup(
             "efficientnet-lite-pytorch==0.1.0",
             "brisque==0.2.0",
             "mypy>=1.8",
+            "cuda-python>=12",  # its no-GPU error paths are tested everywhere
         ],
     },
     entry_points={"console_scripts": ["saliq=saliq.cli:main"]},
