@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .atomic import write_text_atomic
 from .errors import IncompatibleModelError, ModelFormatError
-from .spec import ModelSpec
+from .spec import ModelSpec, load_tagged_json
 
 SIDECAR_FORMAT = "saliq.engine"
 SIDECAR_VERSION = 1
@@ -64,16 +64,13 @@ class EngineSidecar:
 
     @classmethod
     def from_json(cls, text: str, source: str = "sidecar") -> EngineSidecar:
-        try:
-            payload = json.loads(text)
-        except ValueError as exc:
-            raise ModelFormatError(
-                f"{source}: not valid JSON ({exc}); rebuild the engine"
-            ) from None
-        if not isinstance(payload, dict) or payload.get("format") != SIDECAR_FORMAT:
-            raise ModelFormatError(
-                f"{source}: not a saliq engine sidecar; build engines with `saliq export trt`"
-            )
+        payload = load_tagged_json(
+            text,
+            SIDECAR_FORMAT,
+            source,
+            invalid="not valid JSON ({exc}); rebuild the engine",
+            foreign="not a saliq engine sidecar; build engines with `saliq export trt`",
+        )
         if payload.get("sidecar_version") != SIDECAR_VERSION:
             raise IncompatibleModelError(
                 f"{source}: sidecar version {payload.get('sidecar_version')} is not supported "

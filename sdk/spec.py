@@ -21,6 +21,20 @@ GRAPH_OUTPUTS = ("score", "saliency")
 SIZE_MULTIPLE = 32
 
 
+def load_tagged_json(text: str | bytes, fmt: str, source: str, invalid: str, foreign: str) -> dict:
+    """Parse a saliq JSON document whose "format" field must be ``fmt``.
+
+    ``invalid`` (may use ``{exc}``) and ``foreign`` complete the one-line error messages.
+    """
+    try:
+        payload = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise ModelFormatError(f"{source}: {invalid.format(exc=exc)}") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ModelFormatError(f"{source}: {foreign}")
+    return payload
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -75,16 +89,13 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "model") -> ModelSpec:
-        try:
-            payload = json.loads(text)
-        except (ValueError, TypeError) as exc:
-            raise ModelFormatError(
-                f"{source}: its saliq spec is not valid JSON ({exc}); re-export the model"
-            ) from None
-        if not isinstance(payload, dict) or payload.get("format") != SPEC_FORMAT:
-            raise ModelFormatError(
-                f"{source}: not a saliq model spec; export the model with `saliq export onnx`"
-            )
+        payload = load_tagged_json(
+            text,
+            SPEC_FORMAT,
+            source,
+            invalid="its saliq spec is not valid JSON ({exc}); re-export the model",
+            foreign="not a saliq model spec; export the model with `saliq export onnx`",
+        )
         spec_version = payload.get("spec_version")
         if spec_version != SPEC_VERSION:
             raise IncompatibleModelError(
