@@ -15,13 +15,15 @@ using saliq::Source;
 
 namespace {
 
-// One frame's buffer as seen from Python: a numpy array or a __cuda_array_interface__ object.
+// One frame's buffer as seen from Python: a numpy array, a __cuda_array_interface__ object, or
+// a DLPack exporter (translated to one of the two by saliq.dlpack, which `keepalive` holds).
 struct View {
   uintptr_t ptr = 0;
   std::vector<int64_t> shape, strides;  // bytes
   int itemsize = 0;                     // 1 or 2; 0 = unsupported dtype
   std::string dtype;                    // for messages
   bool device = false;
+  py::object keepalive;
 };
 
 View from_numpy(const py::array& a) {
@@ -46,7 +48,9 @@ View from_cai(const py::object& obj) {
   v.dtype = cai["typestr"].cast<std::string>();
   if (v.dtype == "|u1" || v.dtype == "<u1") v.itemsize = 1;
   if (v.dtype == "<u2") v.itemsize = 2;
-  const int item = v.itemsize ? v.itemsize : 1;
+  // Bytes per element from the typestr ("<f4" -> 4), for every dtype, to derive strides.
+  const size_t digits = v.dtype.find_first_of("0123456789");
+  const int item = digits == std::string::npos ? 1 : std::stoi(v.dtype.substr(digits));
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     v.strides = cai["strides"].cast<std::vector<int64_t>>();
   } else {  // C-contiguous
@@ -57,7 +61,8 @@ View from_cai(const py::object& obj) {
   return v;
 }
 
-View to_view(const py::handle& h, bool allow_device) {
+// `stream`: the CUDA stream the work will run on, for the DLPack handshake (0 = legacy default).
+View to_view(const py::handle& h, bool allow_device, uintptr_t stream = 0) {
   if (py::isinstance<py::array>(h)) return from_numpy(py::reinterpret_borrow<py::array>(h));
   if (py::hasattr(h, "__cuda_array_interface__")) {
     if (!allow_device)
@@ -66,9 +71,16 @@ View to_view(const py::handle& h, bool allow_device) {
           "to the host first");
     return from_cai(py::reinterpret_borrow<py::object>(h));
   }
+  if (py::hasattr(h, "__dlpack__") && py::hasattr(h, "__dlpack_device__")) {
+    const py::object adapted = py::module_::import("saliq.dlpack")
+                                   .attr("adapt")(h, stream, py::arg("allow_device") = allow_device);
+    View v = to_view(adapted, allow_device, stream);
+    v.keepalive = adapted;
+    return v;
+  }
   throw py::type_error(std::string("frames must be numpy arrays") +
-                       (allow_device ? " or CUDA arrays (__cuda_array_interface__)" : "") +
-                       ", got " + py::str(py::type::of(h)).cast<std::string>());
+                       (allow_device ? ", CUDA arrays (__cuda_array_interface__)" : "") +
+                       " or DLPack tensors, got " + py::str(py::type::of(h)).cast<std::string>());
 }
 
 View drop_batch_axis(const View& b, int64_t i) {
@@ -165,13 +177,14 @@ Source to_source(const View& v, int fmt, int64_t pitch, size_t index) {
 }
 
 // `frame_ndim`: the dimensions of one frame of the format (a batch array has one more).
-std::vector<View> collect(const py::object& frames, bool allow_device, size_t frame_ndim) {
+std::vector<View> collect(const py::object& frames, bool allow_device, size_t frame_ndim,
+                          uintptr_t stream) {
   std::vector<View> views;
   if (py::isinstance<py::list>(frames) || py::isinstance<py::tuple>(frames)) {
-    for (const auto& f : frames) views.push_back(to_view(f, allow_device));
+    for (const auto& f : frames) views.push_back(to_view(f, allow_device, stream));
     if (views.empty()) throw py::value_error("empty batch: pass at least one frame");
   } else {
-    const View batch = to_view(frames, allow_device);
+    const View batch = to_view(frames, allow_device, stream);
     if (batch.shape.size() <= frame_ndim)
       throw py::value_error("a single array is a batch [N, ...], got shape " +
                             shape_str(batch.shape) + "; pass [frame] for one frame");
@@ -198,7 +211,7 @@ struct Call {
 Call prepare(const py::object& frames, const std::string& fmt_name, int height, int width,
              const std::vector<float>& mean, const std::vector<float>& stdev,
              const std::string& dtype, const std::string& matrix, const std::string& yuv_range,
-             const py::object& pitch, bool allow_device) {
+             const py::object& pitch, bool allow_device, uintptr_t stream = 0) {
   Call c;
   const int fmt = parse_format(fmt_name);
   if (height <= 0 || width <= 0 || height % 4 || width % 4)
@@ -218,7 +231,7 @@ Call prepare(const py::object& frames, const std::string& fmt_name, int height, 
   const int64_t p = pitch.is_none() ? -1 : pitch.cast<int64_t>();
   if (!pitch.is_none() && p <= 0) throw py::value_error("pitch must be a positive byte count");
   const size_t frame_ndim = fmt == saliq::kNV12 || fmt == saliq::kGRAY ? 2 : 3;
-  const auto views = collect(frames, allow_device, frame_ndim);
+  const auto views = collect(frames, allow_device, frame_ndim, stream);
   for (size_t i = 0; i < views.size(); ++i) c.sources.push_back(to_source(views[i], fmt, p, i));
   c.device = views[0].device;
   c.params.out_h = height;
@@ -260,7 +273,6 @@ std::string unavailable_reason() {
 #endif
 }
 
-#ifdef SALIQ_WITH_CUDA
 uintptr_t stream_handle(const py::object& stream) {
   if (stream.is_none()) return 0;
   if (py::isinstance<py::int_>(stream)) return stream.cast<uintptr_t>();
@@ -268,7 +280,6 @@ uintptr_t stream_handle(const py::object& stream) {
     if (py::hasattr(stream, attr)) return stream.attr(attr).cast<uintptr_t>();
   throw py::type_error("stream must be None, an int cudaStream_t, or a torch/CuPy stream");
 }
-#endif
 
 }  // namespace
 
@@ -302,7 +313,8 @@ PYBIND11_MODULE(_preproc, m) {
       py::arg("matrix") = "bt601", py::arg("yuv_range") = "limited", py::arg("pitch") = py::none(),
       R"doc(Frames -> {"image": [N,3,H,W], "gradient": [N,1,H,W], "prior": [N,1,H/4,W/4]} (CPU).
 
-frames: a list of uint8/uint16 arrays (sizes may differ) or one batch array [N, ...]; each frame
+frames: a list of uint8/uint16 arrays (sizes may differ) or one batch array [N, ...], numpy or any
+host DLPack tensor (e.g. a torch CPU tensor), read without copying; each frame
 HxWxC (BGR, RGB: C=3; BGRA, RGBA: C=4), HxW or HxWx1 (GRAY), (H*3/2)xW (NV12, even H and W).
 pitch: bytes between rows when frames are views of a padded buffer (row stride == pitch);
 without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL is released.)doc");
@@ -316,11 +328,13 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
         const std::string reason = unavailable_reason();
         if (!reason.empty()) throw std::runtime_error("CUDA preprocessing unavailable: " + reason);
 #ifdef SALIQ_WITH_CUDA
+        const uintptr_t s = stream_handle(stream);
         Call c = prepare(frames, fmt, height, width, mean, stdev, dtype, matrix, yuv_range, pitch,
-                         true);
+                         true, s);
         saliq::Outputs o{};
         py::object result;
         std::vector<py::array> arrays;
+        std::vector<View> out_views;  // their keepalives hold DLPack outputs until we return
         bool out_device = false;
         if (out.is_none()) {
           py::dict d = allocate(c, arrays);
@@ -332,27 +346,31 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
           const std::vector<std::vector<int64_t>> want = {
               {n, 3, h, w}, {n, 1, h, w}, {n, 1, h / 4, w / 4}};
           const char* keys[] = {"image", "gradient", "prior"};
+          const std::string typestr = c.params.half ? "<f2" : "<f4";
           void* ptrs[3];
           for (int k = 0; k < 3; ++k) {
             if (!od.contains(keys[k]))
               throw py::value_error(std::string("out is missing '") + keys[k] + "'");
             const py::object arr = od[keys[k]];
-            if (!py::hasattr(arr, "__cuda_array_interface__"))
-              throw py::type_error("out arrays must be CUDA arrays (__cuda_array_interface__)");
-            const py::dict cai = arr.attr("__cuda_array_interface__");
-            const auto shape = cai["shape"].cast<std::vector<int64_t>>();
-            const std::string ts = cai["typestr"].cast<std::string>();
-            const bool contiguous = !cai.contains("strides") || cai["strides"].is_none();
-            if (shape != want[k] || ts != (c.params.half ? "<f2" : "<f4") || !contiguous)
+            if (py::isinstance<py::array>(arr))
+              throw py::type_error("out arrays must be in GPU memory (CuPy, torch CUDA, DLPack)");
+            out_views.push_back(to_view(arr, true, s));
+            const View& v = out_views.back();
+            bool contiguous = v.device && v.strides.size() == want[k].size();
+            int64_t step = 4 / (c.params.half ? 2 : 1);
+            for (int d = static_cast<int>(want[k].size()) - 1; contiguous && d >= 0; --d) {
+              contiguous = v.strides[d] == step || want[k][d] == 1;
+              step *= want[k][d];
+            }
+            if (!v.device || v.shape != want[k] || v.dtype != typestr || !contiguous)
               throw py::value_error(std::string("out['") + keys[k] + "'] must be a C-contiguous " +
-                                    dtype + " array of shape " + shape_str(want[k]));
-            ptrs[k] = reinterpret_cast<void*>(cai["data"].cast<py::tuple>()[0].cast<uintptr_t>());
+                                    dtype + " GPU array of shape " + shape_str(want[k]));
+            ptrs[k] = reinterpret_cast<void*>(v.ptr);
           }
           o = {ptrs[0], ptrs[1], ptrs[2]};
           out_device = true;
           result = out;
         }
-        const uintptr_t s = stream_handle(stream);
         std::string err;
         {
           py::gil_scoped_release release;
@@ -372,11 +390,13 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
       py::arg("std") = std::vector<float>{0.5f, 0.5f, 0.5f}, py::arg("dtype") = "float32",
       py::arg("matrix") = "bt601", py::arg("yuv_range") = "limited", py::arg("pitch") = py::none(),
       py::arg("stream") = py::none(), py::arg("out") = py::none(),
-      R"doc(As preprocess(), on the GPU. Frames may be host (numpy) or device arrays
-(__cuda_array_interface__: CuPy, PyTorch, Numba). stream: None (default stream), an int
-cudaStream_t, or a torch/CuPy stream. out: None -> host numpy outputs (synchronised), or a dict of
-C-contiguous device arrays to write (asynchronous on `stream`). Raises RuntimeError naming the
-cause when the build has no CUDA or no device is usable.)doc");
+      R"doc(As preprocess(), on the GPU. Frames may be host arrays or device arrays, zero-copy:
+__cuda_array_interface__ (CuPy, PyTorch, Numba) or DLPack (JAX, TensorFlow, ...; the exporter is
+told `stream` so its pending writes are ordered first). stream: None (legacy default stream), an
+int cudaStream_t, or a torch/CuPy stream. out: None -> host numpy outputs (synchronised), or a
+dict of C-contiguous device arrays to write (asynchronous on `stream`: keep inputs and outputs
+alive until it completes). Raises RuntimeError naming the cause when the build has no CUDA or no
+device is usable.)doc");
 
   m.def("cuda_available", [] { return unavailable_reason().empty(); },
         "True when this build has CUDA and a usable device is present.");

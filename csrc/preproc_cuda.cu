@@ -77,7 +77,9 @@ __global__ void k_gradient(const float* __restrict__ lum, int h, int w, int64_t 
 }
 
 // (D) prior, one block per frame (the map is H/4 x W/4): pool, blur, centre, max, divide.
-__global__ void k_prior(const float* __restrict__ grad, int h, int w, const double* __restrict__ k,
+// launch_bounds makes ptxas fit the block's registers (a 1024-thread block needs <= 64 each).
+constexpr int kPriorThreads = 1024;  // a power of two: the max reduction halves it
+__global__ void __launch_bounds__(kPriorThreads) k_prior(const float* __restrict__ grad, int h, int w, const double* __restrict__ k,
                         int r, int64_t index, bool half, double* pooled, double* blur_h,
                         void* prior) {
   const int hp = h / kPriorStride, wp = w / kPriorStride, n = hp * wp;
@@ -86,7 +88,7 @@ __global__ void k_prior(const float* __restrict__ grad, int h, int w, const doub
   for (int i = threadIdx.x; i < n; i += blockDim.x)
     blur_h[i] = blur_tap(pooled + static_cast<int64_t>(i / wp) * wp, wp, 1, i % wp, k, r);
   __syncthreads();
-  __shared__ double peaks[1024];
+  __shared__ double peaks[kPriorThreads];
   double peak = 0.0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const int x = i % wp, y = i / wp;
@@ -194,7 +196,7 @@ std::string run(const Source* frames, int n, const Params& p, const Outputs& out
                                                           dout[0], lum);
     k_gradient<<<dim3((w + 127) / 128, h), block, 0, stream>>>(lum, h, w, f, p.half, dout[1],
                                                              grad);
-    k_prior<<<1, 1024, 0, stream>>>(grad, h, w, kernel, radius, f, p.half, pooled, blur_h,
+    k_prior<<<1, kPriorThreads, 0, stream>>>(grad, h, w, kernel, radius, f, p.half, pooled, blur_h,
                                     dout[2]);
     SALIQ_CK(cudaGetLastError());
   }

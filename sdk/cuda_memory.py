@@ -15,8 +15,8 @@ saliq.cuda_memory`` works on a machine without CUDA; every call there raises a
 
 Device memory owned by someone else (a CuPy array, a PyTorch CUDA tensor, the output of
 ``saliq._preproc.preprocess_cuda``) is accepted wherever a device buffer is, through the
-``__cuda_array_interface__`` protocol, so preprocessed frames reach the engine without a
-host round trip.
+``__cuda_array_interface__`` protocol or DLPack, so preprocessed frames reach the engine
+without a host round trip.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .dlpack import adapt, is_dlpack
 from .errors import BackendUnavailableError, SaliqError
 
 INSTALL_HINT = 'pip install "cuda-python>=12"'
@@ -85,19 +86,34 @@ class DeviceArrayView:
     shape: tuple[int, ...]
     dtype: np.dtype
     stream: int | None  # v3: the producer's stream our work must wait for; None: no sync needed
+    owner: Any = field(default=None, compare=False, repr=False)  # keeps a DLPack capsule alive
 
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
-def device_array_view(obj: Any) -> DeviceArrayView:
-    """Describe a CuPy array / PyTorch CUDA tensor / Numba array without copying it."""
+def device_array_view(obj: Any, stream: int | None = None) -> DeviceArrayView:
+    """Describe a CuPy array / PyTorch CUDA tensor / DLPack CUDA tensor without copying it.
+
+    ``stream``: the int handle of the stream that will read the array; a DLPack exporter is
+    asked to order its pending writes before it (``__cuda_array_interface__`` instead reports
+    the producer's stream in ``.stream`` for the caller to wait on).
+    """
+    owner = None
     cai = getattr(obj, "__cuda_array_interface__", None)
+    if cai is None and is_dlpack(obj):
+        owner = adapt(obj, stream)
+        if isinstance(owner, np.ndarray):
+            raise TypeError(
+                f"{type(obj).__name__} is in host memory; pass a GPU array or use infer() "
+                "for host inputs"
+            )
+        cai = owner.__cuda_array_interface__
     if not isinstance(cai, dict):
         raise TypeError(
-            f"{type(obj).__name__} is not a device array (no __cuda_array_interface__); pass a "
-            "CuPy array, a PyTorch CUDA tensor or a saliq DeviceBuffer"
+            f"{type(obj).__name__} is not a device array (no __cuda_array_interface__ or "
+            "DLPack); pass a CuPy array, a PyTorch CUDA tensor or a saliq DeviceBuffer"
         )
     shape = tuple(int(d) for d in cai["shape"])
     dtype = np.dtype(cai["typestr"])
@@ -113,11 +129,17 @@ def device_array_view(obj: Any) -> DeviceArrayView:
                 f"device array of shape {shape} is not C-contiguous (strides {tuple(strides)}); "
                 "make it contiguous first (tensor.contiguous() / cupy.ascontiguousarray)"
             )
-    stream = cai.get("stream")
-    if stream == 0:
+    producer_stream = cai.get("stream")
+    if producer_stream == 0:
         # The protocol forbids 0 (ambiguous between legacy and per-thread default streams).
         raise ValueError("__cuda_array_interface__ stream 0 is invalid per the protocol")
-    return DeviceArrayView(int(ptr or 0), shape, dtype, None if stream is None else int(stream))
+    return DeviceArrayView(
+        int(ptr or 0),
+        shape,
+        dtype,
+        None if producer_stream is None else int(producer_stream),
+        owner,
+    )
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -635,7 +657,7 @@ def elapsed_ms(start: Event, end: Event) -> float:
     return start.api.impl.event_elapsed_ms(start._token, end._token)
 
 
-DeviceLike = Any  # DeviceBuffer | int (raw address) | object with __cuda_array_interface__
+DeviceLike = Any  # DeviceBuffer | int (raw address) | a __cuda_array_interface__ or DLPack array
 
 
 def _device_target(obj: DeviceLike, stream: Stream | None) -> tuple[int, int | None]:
@@ -646,7 +668,7 @@ def _device_target(obj: DeviceLike, stream: Stream | None) -> tuple[int, int | N
         return obj.ptr, obj.nbytes
     if isinstance(obj, int):
         return obj, None
-    view = device_array_view(obj)
+    view = device_array_view(obj, None if stream is None else stream.handle)
     if stream is not None:
         stream.wait_external(view.stream)
     return view.ptr, view.nbytes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +177,8 @@ def saliency_prior(gradient: np.ndarray) -> np.ndarray:
     blurred = cv2.GaussianBlur(
         pooled, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE
     )
-    weighted = blurred * centre_gaussian(*pooled.shape, PRIOR_CENTRE_SIGMA_FRACTION)
+    pooled_h, pooled_w = pooled.shape
+    weighted = blurred * centre_gaussian(pooled_h, pooled_w, PRIOR_CENTRE_SIGMA_FRACTION)
     peak = float(weighted.max())
     return weighted / np.float32(peak) if peak > 0 else weighted
 
@@ -234,6 +236,45 @@ class Preprocessor:
                 list(self.mean),
                 list(self.std),
                 dtype,
+                **decode_kwargs,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidImageError(str(exc)) from None
+
+    def cuda(
+        self,
+        frames: Any,
+        fmt: str = "BGR",
+        stream: Any = None,
+        out: dict[str, Any] | None = None,
+        **decode_kwargs,
+    ) -> dict[str, Any]:
+        """The same outputs computed on the GPU by ``saliq._preproc.preprocess_cuda``.
+
+        ``frames``: a list of frames or one batch array ``[N, ...]``; host arrays, or device
+        arrays read in place (``__cuda_array_interface__``: CuPy, PyTorch; or DLPack).
+        ``stream``: None, an int ``cudaStream_t`` or a torch/CuPy stream. ``out``: None
+        returns host numpy arrays (synchronised); a dict of C-contiguous device arrays
+        ("image", "gradient", "prior") is written asynchronously on ``stream``, ready for
+        ``TensorRTBackend.infer_device`` without a host round trip.
+        """
+        native = native_module()
+        reason = native.cuda_unavailable_reason() if native else "saliq._preproc is not built"
+        if reason:
+            from .errors import BackendUnavailableError
+
+            raise BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
+        try:
+            return native.preprocess_cuda(
+                frames,
+                fmt.upper(),
+                self.height,
+                self.width,
+                list(self.mean),
+                list(self.std),
+                self.dtype,
+                stream=stream,
+                out=out,
                 **decode_kwargs,
             )
         except (ValueError, TypeError) as exc:

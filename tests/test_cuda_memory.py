@@ -11,6 +11,8 @@ import pytest
 from saliq import cuda_memory as cm
 from saliq.errors import BackendUnavailableError
 
+from .dlpack_fakes import DLPackOnly, FakeDLPack
+
 
 class _CAI:
     """A stand-in exposing ``__cuda_array_interface__`` (what CuPy/torch tensors carry)."""
@@ -43,8 +45,10 @@ def test_device_array_view_refusals():
         cm.device_array_view(_CAI(8, (2,), stream=0))
     with pytest.raises(ValueError, match="masked"):
         cm.device_array_view(_CAI(8, (2,), mask=object()))
-    with pytest.raises(TypeError, match="__cuda_array_interface__"):
+    with pytest.raises(TypeError, match="host memory"):
         cm.device_array_view(np.zeros(3))
+    with pytest.raises(TypeError, match="no __cuda_array_interface__ or DLPack"):
+        cm.device_array_view([1.0, 2.0])
 
 
 def test_cuda_api_choice_and_missing_bindings(monkeypatch):
@@ -223,6 +227,21 @@ def test_external_device_arrays_wait_on_their_stream(fake_api):
             api.copy_dtod_async(b, _CAI(a.ptr, (2,)), 16, stream)  # source only 8 bytes
 
 
+def test_dlpack_device_arrays_are_ordered_by_the_handshake(fake_api):
+    api = fake_api
+    stream = api.Stream()
+    with api.DeviceBuffer(16) as a, api.DeviceBuffer(16) as b:
+        api.memset_async(a, 5, stream=stream)
+        producer = FakeDLPack(a.ptr, (4,), dtype=(2, 32, 1))
+        api.copy_dtod_async(b, producer, 16, stream)
+        # DLPack: the exporter was told our stream; no extra wait is queued on our side.
+        assert producer.streams_asked == [stream.handle]
+        assert not any(call[0] == "wait" for call in api.impl.calls)
+        host = np.zeros(16, np.uint8)
+        api.copy_dtoh_async(host, b, stream)
+        assert (host == 5).all()
+
+
 def test_events_and_stream_close(fake_api):
     start, end = fake_api.Event(), fake_api.Event()
     stream = fake_api.Stream()
@@ -311,6 +330,19 @@ def test_gpu_torch_tensor_as_device_input(gpu_api):
     np.testing.assert_array_equal(out, tensor.cpu().numpy())
     with pytest.raises(ValueError, match="contiguous"):
         api.copy_dtoh_async(out.T.copy(), tensor.T, stream)
+
+
+def test_gpu_dlpack_only_tensor_as_device_input(gpu_api):
+    torch = pytest.importorskip("torch")
+    api = gpu_api
+    stream = api.Stream()
+    tensor = torch.arange(24, dtype=torch.float16, device="cuda").reshape(2, 12) + 1
+    out = np.zeros((2, 12), np.float16)
+    with api.DeviceBuffer(out.nbytes) as dev:
+        api.copy_dtod_async(dev, DLPackOnly(tensor), out.nbytes, stream)
+        api.copy_dtoh_async(out, dev, stream)
+        stream.synchronize()
+    np.testing.assert_array_equal(out, tensor.cpu().numpy())
 
 
 def test_gpu_graph_capture_replays(gpu_api):

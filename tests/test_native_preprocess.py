@@ -322,3 +322,7 @@ def test_gpu_entry_point_without_a_gpu_raises():
     assert P.cuda_unavailable_reason()
     with pytest.raises(RuntimeError, match="CUDA preprocessing unavailable"):
         P.preprocess_cuda([np.zeros((4, 4, 3), np.uint8)], "RGB", 32, 32)
+    from saliq import BackendUnavailableError, Preprocessor
+
+    with pytest.raises(BackendUnavailableError, match="GPU preprocessing unavailable: .+"):
+        Preprocessor(32, 32).cuda([np.zeros((4, 4, 3), np.uint8)])

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from .dlpack_fakes import DLPackOnly
+
 P = pytest.importorskip("saliq._preproc", reason="the native extension is not built")
 
 pytestmark = pytest.mark.gpu
@@ -64,6 +66,33 @@ def test_cuda_torch_device_inputs_outputs_and_stream():
     _same(listed, cpu, "float32")
 
 
+def test_cuda_dlpack_only_device_inputs_and_outputs():
+    torch = pytest.importorskip("torch")
+    frames = _frames("RGBA", np.uint16, hw=(200, 300))
+    cpu = P.preprocess(frames, "RGBA", 96, 128, dtype="float16", **ARGS)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        dev = torch.from_numpy(frames).cuda()  # queued on `stream`: the handshake must order it
+        shapes = {"image": (2, 3, 96, 128), "gradient": (2, 1, 96, 128), "prior": (2, 1, 24, 32)}
+        out = {k: torch.empty(s, dtype=torch.float16, device="cuda") for k, s in shapes.items()}
+    P.preprocess_cuda(
+        DLPackOnly(dev),
+        "RGBA",
+        96,
+        128,
+        dtype="float16",
+        stream=stream,
+        out={k: DLPackOnly(v) for k, v in out.items()},
+        **ARGS,
+    )
+    stream.synchronize()
+    _same({k: v.cpu().numpy() for k, v in out.items()}, cpu, "float16")
+    listed = P.preprocess_cuda(
+        [DLPackOnly(dev[0]), DLPackOnly(dev[1])], "RGBA", 96, 128, dtype="float16", **ARGS
+    )
+    _same(listed, cpu, "float16")
+
+
 def test_cuda_cupy_device_inputs():
     cp = pytest.importorskip("cupy")
     frames = _frames("NV12", hw=(240, 320))
@@ -80,6 +109,16 @@ def test_cuda_cupy_device_inputs():
             **ARGS,
         )
     _same(gpu, cpu, "float32")
+
+
+def test_preprocessor_cuda_equals_its_cpu_call():
+    from saliq import InvalidImageError, Preprocessor
+
+    pre = Preprocessor(224, 224, ARGS["mean"], ARGS["std"], dtype="float16")
+    frames = _frames("BGR", hw=(720, 1280))
+    _same(pre.cuda(frames), pre(list(frames)), "float16")
+    with pytest.raises(InvalidImageError, match="NV12"):
+        pre.cuda([np.zeros((5, 6), np.uint8)], fmt="NV12")
 
 
 def test_cuda_bad_input_is_an_exception():
