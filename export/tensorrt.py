@@ -416,7 +416,9 @@ def _tensorrt_backend(engine: Path):
             f"saliq.backends.tensorrt is not available ({exc}); the engine cannot be checked "
             "against ONNX Runtime, so it is not written. Upgrade saliq."
         ) from None
-    return TensorRTBackend(engine)
+    # The plan was built a moment ago by this process, so its embedded lean runtime (present
+    # in version-compatible plans) is ours to trust.
+    return TensorRTBackend(engine, allow_engine_host_code=True)
 
 
 def _latency_ms(backend, batch: dict[str, np.ndarray], size: int) -> dict[str, float]:

@@ -13,6 +13,7 @@ from .errors import (
     InvalidImageError,
     ModelFormatError,
     SaliqError,
+    UntrustedModelError,
 )
 from .preprocess import PREPROCESSING_VERSION, Preprocessor
 from .spec import ModelSpec
@@ -31,5 +32,6 @@ __all__ = [
     "Preprocessor",
     "Result",
     "SaliqError",
+    "UntrustedModelError",
     "load",
 ]

@@ -91,8 +91,28 @@ def _upsample(saliency: np.ndarray, shape: tuple[int, ...], fmt: str) -> np.ndar
     return cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def load(model: str | Path = "default", backend: str = "auto", threads: int = 0) -> Assessor:
-    """Open a model: "default" (shipped), .onnx, .safetensors checkpoint or TensorRT .engine."""
+def load(
+    model: str | Path = "default",
+    backend: str = "auto",
+    threads: int = 0,
+    device: int = 0,
+    cuda_graph: bool = False,
+    allow_engine_host_code: bool = False,
+) -> Assessor:
+    """Open a model: "default" (shipped), .onnx, .safetensors checkpoint or TensorRT .engine.
+
+    ``device``, ``cuda_graph`` and ``allow_engine_host_code``: TensorRT engines only (see
+    :class:`saliq.backends.tensorrt.TensorRTBackend`).
+    """
     if str(model) == "default":
         model = default_model_path("safetensors" if backend == "torch" else "onnx")
-    return Assessor(load_backend(model, backend=backend, threads=threads))
+    return Assessor(
+        load_backend(
+            model,
+            backend=backend,
+            threads=threads,
+            device=device,
+            cuda_graph=cuda_graph,
+            allow_engine_host_code=allow_engine_host_code,
+        )
+    )

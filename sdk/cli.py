@@ -26,7 +26,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .imageio import expand_paths
 
     paths = expand_paths(args.paths)
-    assessor = load(args.model, backend=args.backend, threads=args.threads)
+    assessor = load(
+        args.model,
+        backend=args.backend,
+        threads=args.threads,
+        allow_engine_host_code=args.allow_engine_host_code,
+    )
     rows, failures = [], 0
     for i, path in enumerate(paths):
         try:
@@ -98,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--backend", default="auto", choices=BACKENDS)
     score.add_argument("--threads", type=int, default=0, help="CPU threads (0 = runtime default)")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    score.add_argument(
+        "--allow-engine-host-code",
+        action="store_true",
+        help="load a version-compatible TensorRT engine (it runs host code embedded in the "
+        "plan: only for engines you built or trust)",
+    )
     score.set_defaults(func=cmd_score)
 
     train = sub.add_parser("train", help="train a model from a YAML config")

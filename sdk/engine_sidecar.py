@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic import write_text_atomic
-from .errors import IncompatibleModelError, ModelFormatError
+from .errors import IncompatibleModelError, ModelFormatError, UntrustedModelError
 from .spec import ModelSpec, load_tagged_json
 
 SIDECAR_FORMAT = "saliq.engine"
@@ -125,6 +125,17 @@ def read_sidecar(engine: str | Path) -> EngineSidecar:
 
 def _major_minor(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+
+
+def check_host_code_allowed(sidecar: EngineSidecar, engine: str | Path, allowed: bool) -> None:
+    """Refuse a version-compatible engine (it embeds host code) unless the caller allows it."""
+    if sidecar.version_compatible and not allowed:
+        raise UntrustedModelError(
+            f"{engine}: a version-compatible engine embeds TensorRT's lean runtime, host code "
+            "that runs when the plan is loaded; load it only if you built it or trust its "
+            "source: saliq.load(path, allow_engine_host_code=True) or `saliq score "
+            "--allow-engine-host-code`, or rebuild it without --version-compatible"
+        )
 
 
 def check_compatible(

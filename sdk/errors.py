@@ -23,3 +23,7 @@ class BackendUnavailableError(SaliqError, ImportError):
 
 class ConfigError(SaliqError, ValueError):
     """A training/export configuration is invalid."""
+
+
+class UntrustedModelError(SaliqError):
+    """A model file would run code embedded in it; refused unless the caller allows it."""

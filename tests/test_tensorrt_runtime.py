@@ -33,7 +33,12 @@ from saliq.engine_sidecar import (
     sha256_file,
     write_sidecar,
 )
-from saliq.errors import BackendUnavailableError, IncompatibleModelError, ModelFormatError
+from saliq.errors import (
+    BackendUnavailableError,
+    IncompatibleModelError,
+    ModelFormatError,
+    UntrustedModelError,
+)
 from saliq.spec import METADATA_KEY, ModelSpec
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -205,6 +210,18 @@ def test_portable_engines_pass_the_checks(tmp_path):
     check_compatible(read_sidecar(engine), engine, "10.13.0", "9.0")
 
 
+def test_version_compatible_engines_need_consent_to_run_their_host_code(tmp_path):
+    from saliq.engine_sidecar import check_host_code_allowed, read_sidecar
+
+    portable = _fake_engine(tmp_path, version_compatible=True)
+    sidecar = read_sidecar(portable)
+    with pytest.raises(UntrustedModelError, match="host code.*allow_engine_host_code=True"):
+        check_host_code_allowed(sidecar, portable, allowed=False)
+    check_host_code_allowed(sidecar, portable, allowed=True)
+    plain = _fake_engine(tmp_path)  # no lean runtime inside: nothing to consent to
+    check_host_code_allowed(read_sidecar(plain), plain, allowed=False)
+
+
 # ------------------------------------------------------------------------------------------
 # Backend selection and the no-TensorRT error path
 # ------------------------------------------------------------------------------------------
@@ -235,11 +252,24 @@ def test_engine_without_tensorrt_names_the_fix(tmp_path):
         lambda: saliq.load(engine),
         lambda: load_backend(engine, backend="tensorrt"),
         lambda: TensorRTBackend(engine),
+        lambda: saliq.load(engine, device=0, cuda_graph=True, allow_engine_host_code=True),
     ):
         with pytest.raises(BackendUnavailableError) as info:
             attempt()
         message = str(info.value)
         assert 'pip install "tensorrt-cu12<11"' in message and "JetPack" in message
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="checks the error a machine without TensorRT gives")
+def test_cli_passes_host_code_consent_and_reports_missing_tensorrt(tmp_path, capsys):
+    from saliq.cli import main
+
+    engine = _fake_engine(tmp_path, version_compatible=True)
+    image = tmp_path / "frame.png"
+    image.write_bytes(b"unused: the model fails to load first")
+    code = main(["score", str(image), "--model", str(engine), "--allow-engine-host-code"])
+    assert code == 2
+    assert "tensorrt" in capsys.readouterr().err.lower()
 
 
 # ------------------------------------------------------------------------------------------
@@ -290,7 +320,7 @@ def test_onnxruntime_iobinding_path_matches_plain_run(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
-def _build_engine(tmp_path):
+def _build_engine(tmp_path, version_compatible: bool = False):
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
     pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
     from saliq.cuda_memory import cuda_api
@@ -305,6 +335,8 @@ def _build_engine(tmp_path):
     profile = builder.create_optimization_profile()
     profile.set_shape("image", (1, 3, 32, 32), (4, 3, 32, 32), (8, 3, 32, 32))
     config.add_optimization_profile(profile)
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     plan = builder.build_serialized_network(network, config)
     engine = tmp_path / "tiny.engine"
     engine.write_bytes(bytes(plan))
@@ -317,6 +349,7 @@ def _build_engine(tmp_path):
             precision="fp32",
             profiles=(Profile(1, 4, 8),),
             plan_sha256=sha256_file(engine),
+            version_compatible=version_compatible,
         ),
     )
     return engine, onnx_path
@@ -350,6 +383,18 @@ def test_tensorrt_engine_matches_onnxruntime(tmp_path, cuda_graph):
         torch = pytest.importorskip("torch")
         on_device = torch.from_numpy(x).cuda()
         got = backend.infer_device({"image": on_device})
+        np.testing.assert_allclose(got["score"], expected["score"], atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_version_compatible_engine_loads_only_with_consent(tmp_path):
+    engine, onnx_path = _build_engine(tmp_path, version_compatible=True)
+    with pytest.raises(UntrustedModelError, match="version-compatible"):
+        TensorRTBackend(engine)
+    x = np.random.default_rng(2).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    expected = OnnxRuntimeBackend(onnx_path, providers=["CPUExecutionProvider"]).infer({"image": x})
+    with TensorRTBackend(engine, allow_engine_host_code=True) as backend:
+        got = backend.infer({"image": x})
         np.testing.assert_allclose(got["score"], expected["score"], atol=1e-5)
 
 

@@ -411,10 +411,11 @@ def _fake_backend_module(onnx_path: Path, noise: float):
     module = types.ModuleType("saliq.backends.tensorrt")
 
     class TensorRTBackend:
-        def __init__(self, engine):
-            from saliq.engine_sidecar import read_sidecar
+        def __init__(self, engine, allow_engine_host_code=False):
+            from saliq.engine_sidecar import check_host_code_allowed, read_sidecar
 
             self.sidecar = read_sidecar(engine)  # the sidecar must sit beside the plan
+            check_host_code_allowed(self.sidecar, engine, allow_engine_host_code)
             assert Path(engine).read_bytes() == b"PLAN"
             self.onnx = onnx_path
 
@@ -473,3 +474,22 @@ def test_build_engine_refuses_failed_parity_and_leaves_nothing(tmp_path, monkeyp
         trt_export.build_engine(tiny_onnx, out / "m.engine", hardware_compatible=True)
     assert info.value.report.max_score_diff > 0.01
     assert list(out.iterdir()) == []  # no engine, no sidecar, no build folder
+
+
+def test_version_compatible_build_is_flagged_and_checked_with_consent(
+    tmp_path, monkeypatch, tiny_onnx
+):
+    from saliq.engine_sidecar import read_sidecar
+
+    fake = _Recorder("10.3.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setitem(sys.modules, "saliq.backends.tensorrt", _fake_backend_module(tiny_onnx, 0))
+    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
+    monkeypatch.setattr(trt_export, "LATENCY_RUNS", 2)
+    monkeypatch.setattr(trt_export, "LATENCY_WARMUP", 1)
+    # The parity run loads the fresh plan: the fake backend refuses it without consent, so a
+    # pass proves the exporter vouches for the plan it has just built.
+    engine = trt_export.build_engine(tiny_onnx, tmp_path / "m.engine", version_compatible=True)
+    assert ("flag", "VERSION_COMPATIBLE") in fake.calls
+    sidecar = read_sidecar(engine)
+    assert sidecar.version_compatible and "--version-compatible" in sidecar.build_command

@@ -50,11 +50,13 @@ def load_backend(
     threads: int = 0,
     device: int = 0,
     cuda_graph: bool = False,
+    allow_engine_host_code: bool = False,
 ) -> Backend:
     """Open a model artifact with the requested backend (``auto``: picked from the file).
 
-    ``device`` and ``cuda_graph`` apply to TensorRT engines (the CUDA device index, and
-    whether to replay inference as CUDA graphs).
+    ``device``, ``cuda_graph`` and ``allow_engine_host_code`` apply to TensorRT engines (the
+    CUDA device index, whether to replay inference as CUDA graphs, and whether to load a
+    version-compatible engine, which runs host code embedded in the plan).
     """
     path = Path(path)
     if backend not in BACKENDS:
@@ -65,7 +67,12 @@ def load_backend(
     if chosen == "tensorrt":
         from .tensorrt import TensorRTBackend
 
-        return TensorRTBackend(path, device=device, cuda_graph=cuda_graph)
+        return TensorRTBackend(
+            path,
+            device=device,
+            cuda_graph=cuda_graph,
+            allow_engine_host_code=allow_engine_host_code,
+        )
     if chosen == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 

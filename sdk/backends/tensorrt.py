@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
-from ..engine_sidecar import check_compatible, read_sidecar
+from ..engine_sidecar import check_compatible, check_host_code_allowed, read_sidecar
 from ..errors import BackendUnavailableError, InvalidImageError, ModelFormatError
 from .base import Backend
 
@@ -303,6 +303,10 @@ class TensorRTBackend(Backend):
     ``cuda_graph=True`` replays each batch size's inference as a CUDA graph (captured on
     its second call, after TensorRT's first run has done its lazy allocations), which removes
     most per-launch CPU overhead on small Jetson CPUs. Needs cuda-python.
+
+    ``allow_engine_host_code=True`` lets a version-compatible engine load: such a plan embeds
+    TensorRT's lean runtime, host code that TensorRT executes while deserializing, so (like
+    unpickling) it is refused unless the caller vouches for the file.
     """
 
     name = "tensorrt"
@@ -313,6 +317,7 @@ class TensorRTBackend(Backend):
         device: int = 0,
         cuda_graph: bool = False,
         cuda_impl: str | None = None,
+        allow_engine_host_code: bool = False,
     ) -> None:
         from ..cuda_memory import cuda_api
 
@@ -334,8 +339,11 @@ class TensorRTBackend(Backend):
         # instead of failing cleanly, so the sidecar decides first.
         check_compatible(sidecar, engine_path, str(trt.__version__), capability)
         rebuild = sidecar.build_command or "saliq export trt <model.onnx>"
+        check_host_code_allowed(sidecar, engine_path, allow_engine_host_code)
 
         runtime = trt.Runtime(_logger())
+        # Only version-compatible plans carry host code; TensorRT refuses them without this.
+        runtime.engine_host_code_allowed = sidecar.version_compatible
         self._runtime: trt.Runtime | None = runtime  # must outlive the engine
         engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if engine is None:
@@ -425,7 +433,7 @@ class TensorRTBackend(Backend):
         return _concat(results)
 
     def infer_device(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run on inputs already in GPU memory (``__cuda_array_interface__``: CuPy, torch, ...).
+        """Run on inputs already in GPU memory (``__cuda_array_interface__`` or DLPack).
 
         The arrays must be C-contiguous ``[N, ...]`` of the engine's input dtype. They are
         copied device-to-device into this thread's fixed input buffers (no host round trip),
@@ -434,12 +442,13 @@ class TensorRTBackend(Backend):
         """
         from ..cuda_memory import device_array_view
 
+        state = self._state()
         views = {}
         for name in self.spec.inputs:
             if name not in inputs:
                 raise InvalidImageError(f"{self.name}: missing model input {name!r}")
             try:
-                view = device_array_view(inputs[name])
+                view = device_array_view(inputs[name], state.stream.handle)
             except (TypeError, ValueError) as exc:
                 raise InvalidImageError(f"{self.name}: input {name!r}: {exc}") from None
             if view.dtype != self._input_dtypes[name]:
@@ -451,7 +460,6 @@ class TensorRTBackend(Backend):
         batch = self.check_shapes({name: tuple(view.shape) for name, view in views.items()})
         if not batch:
             raise InvalidImageError(f"{self.name}: empty batch")
-        state = self._state()
         for view in views.values():
             state.stream.wait_external(view.stream)  # the producer may still be writing
         results = []
