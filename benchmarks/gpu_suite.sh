@@ -3,9 +3,12 @@
 #   bash benchmarks/gpu_suite.sh
 # Builds and installs saliq for the local GPU's arch only, runs the GPU tests, compute-sanitizer
 # memcheck on one small call, the GPU and CPU preprocessing benchmarks, then prints a summary.
-# Results go to $OUT (default ./gpu_suite_out), 7 files, flat:
+# Results go to $OUT (default ./gpu_suite_out), 7 files, flat (the device tool returns <= 8):
 #   nvidia-smi.txt build.log gpu_tests.log sanitizer.txt bench.log preprocess_gpu.json
 #   preprocess_cpu.json
+# With .whl/ carried (benchmarks/fetch_gpu_extras.sh fills it), pycuda is built there from its
+# sdist, in the background, and the memory-layer tests run on it too (log: end of
+# gpu_tests.log; its build log: end of build.log).
 set -uo pipefail
 
 OUT="${OUT:-$PWD/gpu_suite_out}"
@@ -31,6 +34,47 @@ fi
   nvcc --version 2>/dev/null | tail -n 2
 } | tee -a "$OUT/nvidia-smi.txt"
 
+PYCUDA_PID=""
+PYCUDA_SDIST="$(ls .whl/pycuda-*.tar.gz 2>/dev/null | head -n1)"
+if [ -n "$PYCUDA_SDIST" ]; then
+  echo "== pycuda: wheels + background build of $PYCUDA_SDIST"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+    >"$OUT/.pycuda_build" 2>&1
+  export PYTHONPATH="/tmp/site:/tmp/site_pycuda${PYTHONPATH:+:$PYTHONPATH}"
+  # pycuda's configure.py defaults CUDA's root to the first nvcc's parent, and a wrapper in
+  # /usr/local/bin makes that /usr/local (no cuda.h): name the toolkit that has the header.
+  # CURAND is left out: saliq does not use it and not every toolkit ships its headers.
+  CUDA_ROOT_DIR=""
+  for d in "${CUDA_HOME:-}" /usr/local/cuda "$(dirname "$(dirname "$(readlink -f \
+    "$(command -v nvcc)" 2>/dev/null)")")"; do
+    if [ -n "$d" ] && [ -f "$d/include/cuda.h" ]; then CUDA_ROOT_DIR="$d"; break; fi
+  done
+  build_pycuda() {
+    echo "pycuda build: CUDA root ${CUDA_ROOT_DIR:-not found (no cuda.h)}"
+    # -lcuda needs libcuda.so: the toolkit's stub, else a link to the driver's libcuda.so.1
+    # (containers often carry only the .so.1).
+    local drv_dirs="$CUDA_ROOT_DIR/lib64/stubs,$CUDA_ROOT_DIR/lib64"
+    if [ ! -e "$CUDA_ROOT_DIR/lib64/stubs/libcuda.so" ]; then
+      local so1
+      so1="$(ldconfig -p 2>/dev/null | awk '/libcuda\.so\.1 .*x86-64/ {print $NF; exit}')"
+      if [ -n "$so1" ]; then
+        mkdir -p /tmp/cudadrv && ln -sf "$so1" /tmp/cudadrv/libcuda.so
+        drv_dirs="/tmp/cudadrv,$drv_dirs"
+      fi
+    fi
+    echo "pycuda build: driver library dirs $drv_dirs"
+    rm -rf /tmp/pycuda_src && mkdir -p /tmp/pycuda_src &&
+      tar xzf "$PYCUDA_SDIST" -C /tmp/pycuda_src --strip-components 1 &&
+      (cd /tmp/pycuda_src && "$PY" configure.py --cuda-root="$CUDA_ROOT_DIR" \
+        --cudadrv-lib-dir="$drv_dirs" --no-cuda-enable-curand) &&
+      timeout 420 "$PY" -m pip install --no-index --no-deps --no-build-isolation \
+        --no-cache-dir --target /tmp/site_pycuda /tmp/pycuda_src
+  }
+  build_pycuda >>"$OUT/.pycuda_build" 2>&1 &
+  PYCUDA_PID=$!
+  PYCUDA_T0=$SECONDS
+fi
+
 echo "== build + install (pip --no-deps --no-build-isolation)"
 t0=$SECONDS
 timeout 300 "$PY" -m pip install -v --no-deps --no-build-isolation . >"$OUT/build.log" 2>&1
@@ -46,8 +90,10 @@ status build "rc=$rc ($((SECONDS - t0)) s) $(tail -n 1 "$OUT/build.log")"
 
 echo "== GPU tests"
 t0=$SECONDS
-timeout 180 "$PY" -m pytest -m gpu -v -p no:cacheprovider tests/test_native_preprocess_gpu.py \
-  2>&1 | tee "$OUT/gpu_tests.log"
+# Every gpu-marked test: native preprocessing, DLPack, the CUDA memory layer (cuda-python; pycuda
+# below once built), TensorRT (skips: not installed on the lent machine).
+timeout 240 "$PY" -m pytest -m gpu -v -rs -p no:cacheprovider --continue-on-collection-errors \
+  tests/ 2>&1 | tee "$OUT/gpu_tests.log"
 rc=$?
 status gpu_tests "rc=$rc ($((SECONDS - t0)) s) $(grep -E '(passed|failed|skipped|error)' \
   "$OUT/gpu_tests.log" | tail -n 1)"
@@ -110,6 +156,21 @@ t0=$SECONDS
 } 2>&1 | tee -a "$OUT/bench.log"
 cp benchmarks/results/cpu/preprocess.json "$OUT/preprocess_cpu.json" 2>/dev/null
 status bench_cpu "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
+
+if [ -n "$PYCUDA_PID" ]; then
+  echo "== pycuda memory-layer tests"
+  wait "$PYCUDA_PID"
+  rc=$?
+  { echo; echo "## pycuda build from $PYCUDA_SDIST: rc=$rc ($((SECONDS - PYCUDA_T0)) s)";
+    tail -n 40 "$OUT/.pycuda_build"; } >>"$OUT/build.log"
+  rm -f "$OUT/.pycuda_build"
+  t0=$SECONDS
+  { echo; echo "## pycuda (built above: rc=$rc)"; } >>"$OUT/gpu_tests.log"
+  timeout 120 "$PY" -m pytest -m gpu -v -rs -p no:cacheprovider tests/test_cuda_memory.py \
+    -k pycuda 2>&1 | tee -a "$OUT/gpu_tests.log"
+  rc=$?
+  status pycuda_tests "rc=$rc ($((SECONDS - t0)) s) $(tail -n 1 "$OUT/gpu_tests.log")"
+fi
 
 echo
 echo "== summary (files in $OUT)"
