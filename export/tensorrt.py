@@ -143,6 +143,20 @@ def device_compute_capability(device: int = 0) -> str:
     )
 
 
+AMPERE_MAJOR = 8  # HardwareCompatibilityLevel.AMPERE_PLUS: engines for compute capability 8.x+
+
+
+def check_hardware_compatible_build(compute_capability: str) -> None:
+    """An AMPERE_PLUS engine is built on an Ampere-or-newer GPU; refuse earlier ones up front."""
+    major = int(compute_capability.split(".")[0])
+    if major < AMPERE_MAJOR:
+        raise ConfigError(
+            f"--hardware-compatible builds Ampere-or-newer engines (TensorRT's AMPERE_PLUS) and "
+            f"needs such a GPU to build on; this one is compute capability {compute_capability}. "
+            "Build without --hardware-compatible, or on an Ampere+ GPU"
+        )
+
+
 # --- flags -> profile, timing cache --------------------------------------------------------
 
 
@@ -579,7 +593,10 @@ def build_engine(
 
     trt_version = str(import_tensorrt().__version__)  # first: a missing TensorRT costs nothing
     strongly_typed = uses_strongly_typed(precision, trt_version)
-    compute_capability = "any" if hardware_compatible else device_compute_capability()
+    built_on = device_compute_capability()
+    if hardware_compatible:
+        check_hardware_compatible_build(built_on)
+    compute_capability = "any" if hardware_compatible else built_on
 
     import onnx
 

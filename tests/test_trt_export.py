@@ -469,6 +469,7 @@ def test_build_engine_refuses_failed_parity_and_leaves_nothing(tmp_path, monkeyp
     monkeypatch.setitem(
         sys.modules, "saliq.backends.tensorrt", _fake_backend_module(tiny_onnx, 0.002)
     )
+    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.6")
     out = tmp_path / "out"
     with pytest.raises(trt_export.ParityError, match="engine refused") as info:
         trt_export.build_engine(tiny_onnx, out / "m.engine", hardware_compatible=True)
@@ -493,3 +494,14 @@ def test_version_compatible_build_is_flagged_and_checked_with_consent(
     assert ("flag", "VERSION_COMPATIBLE") in fake.calls
     sidecar = read_sidecar(engine)
     assert sidecar.version_compatible and "--version-compatible" in sidecar.build_command
+
+
+def test_hardware_compatible_build_needs_an_ampere_or_newer_gpu(tmp_path, monkeypatch, tiny_onnx):
+    monkeypatch.setitem(sys.modules, "tensorrt", _Recorder("10.3.0"))
+    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "7.5")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"capability 7\.5.*without --hardware-compatible"):
+        trt_export.build_engine(tiny_onnx, out / "m.engine", hardware_compatible=True)
+    assert not out.exists() or list(out.iterdir()) == []
+    trt_export.check_hardware_compatible_build("8.7")  # Ampere and newer pass
+    trt_export.check_hardware_compatible_build("12.0")
