@@ -77,6 +77,9 @@ fi
 
 echo "== build + install (pip --no-deps --no-build-isolation)"
 t0=$SECONDS
+# --no-build-isolation: the build requirements (setuptools, pybind11) must already be there.
+"$PY" -c "import pybind11, setuptools" 2>/dev/null ||
+  echo "saliq: pybind11/setuptools missing for $PY: the build below fails (carry their wheels)"
 timeout 300 "$PY" -m pip install -v --no-deps --no-build-isolation . >"$OUT/build.log" 2>&1
 rc=$?
 grep -E "nvcc|gencode|saliq:|Successfully|error" "$OUT/build.log" | tail -n 15
@@ -162,7 +165,8 @@ if [ -n "$PYCUDA_PID" ]; then
   wait "$PYCUDA_PID"
   rc=$?
   { echo; echo "## pycuda build from $PYCUDA_SDIST: rc=$rc ($((SECONDS - PYCUDA_T0)) s)";
-    tail -n 40 "$OUT/.pycuda_build"; } >>"$OUT/build.log"
+    grep -E "pycuda build:|fatal error|error:|ld:|Successfully" "$OUT/.pycuda_build" | tail -n 12
+    echo "## last lines"; tail -n 15 "$OUT/.pycuda_build"; } >>"$OUT/build.log"
   rm -f "$OUT/.pycuda_build"
   t0=$SECONDS
   { echo; echo "## pycuda (built above: rc=$rc)"; } >>"$OUT/gpu_tests.log"
