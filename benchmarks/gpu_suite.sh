@@ -143,6 +143,23 @@ rm -f "$SAN_PY"
 echo "$verdict"
 status sanitizer "$verdict ($((SECONDS - t0)) s)"
 
+# Before the benchmarks: the background pycuda build would otherwise load the CPU they time.
+if [ -n "$PYCUDA_PID" ]; then
+  echo "== pycuda memory-layer tests"
+  wait "$PYCUDA_PID"
+  rc=$?
+  { echo; echo "## pycuda build from $PYCUDA_SDIST: rc=$rc ($((SECONDS - PYCUDA_T0)) s)";
+    grep -E "pycuda build:|fatal error|error:|ld:|Successfully" "$OUT/.pycuda_build" | tail -n 12
+    echo "## last lines"; tail -n 15 "$OUT/.pycuda_build"; } >>"$OUT/build.log"
+  rm -f "$OUT/.pycuda_build"
+  t0=$SECONDS
+  { echo; echo "## pycuda (built above: rc=$rc)"; } >>"$OUT/gpu_tests.log"
+  timeout 120 "$PY" -m pytest -m gpu -v -rs -p no:cacheprovider tests/test_cuda_memory.py \
+    -k pycuda 2>&1 | tee -a "$OUT/gpu_tests.log"
+  rc=$?
+  status pycuda_tests "rc=$rc ($((SECONDS - t0)) s) $(tail -n 1 "$OUT/gpu_tests.log")"
+fi
+
 echo "== benchmarks"
 t0=$SECONDS
 {
@@ -159,22 +176,6 @@ t0=$SECONDS
 } 2>&1 | tee -a "$OUT/bench.log"
 cp benchmarks/results/cpu/preprocess.json "$OUT/preprocess_cpu.json" 2>/dev/null
 status bench_cpu "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
-
-if [ -n "$PYCUDA_PID" ]; then
-  echo "== pycuda memory-layer tests"
-  wait "$PYCUDA_PID"
-  rc=$?
-  { echo; echo "## pycuda build from $PYCUDA_SDIST: rc=$rc ($((SECONDS - PYCUDA_T0)) s)";
-    grep -E "pycuda build:|fatal error|error:|ld:|Successfully" "$OUT/.pycuda_build" | tail -n 12
-    echo "## last lines"; tail -n 15 "$OUT/.pycuda_build"; } >>"$OUT/build.log"
-  rm -f "$OUT/.pycuda_build"
-  t0=$SECONDS
-  { echo; echo "## pycuda (built above: rc=$rc)"; } >>"$OUT/gpu_tests.log"
-  timeout 120 "$PY" -m pytest -m gpu -v -rs -p no:cacheprovider tests/test_cuda_memory.py \
-    -k pycuda 2>&1 | tee -a "$OUT/gpu_tests.log"
-  rc=$?
-  status pycuda_tests "rc=$rc ($((SECONDS - t0)) s) $(tail -n 1 "$OUT/gpu_tests.log")"
-fi
 
 echo
 echo "== summary (files in $OUT)"
