@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import sys
 
 import numpy as np
@@ -12,6 +11,7 @@ from saliq import cuda_memory as cm
 from saliq.errors import BackendUnavailableError
 
 from .dlpack_fakes import DLPackOnly, FakeDLPack
+from .fake_runtimes import HostCudaImpl
 
 
 class _CAI:
@@ -102,78 +102,9 @@ def test_without_gpu_calls_raise_clear_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-class _HostImpl(cm._Impl):
-    name = "host-fake"
-
-    def __init__(self):
-        self.live: dict[int, ctypes.Array] = {}
-        self.calls: list[tuple] = []
-
-    def device_count(self):
-        return 1
-
-    def driver_version(self):
-        return 12060
-
-    def compute_capability(self, device):
-        return (8, 7)
-
-    def set_device(self, device):
-        self.calls.append(("set_device", device))
-
-    def _alloc(self, nbytes):
-        block = ctypes.create_string_buffer(nbytes)
-        ptr = ctypes.addressof(block)
-        self.live[ptr] = block
-        return ptr, ptr
-
-    def malloc(self, nbytes):
-        return self._alloc(nbytes)
-
-    def free(self, token):
-        del self.live[token]
-
-    malloc_host = malloc
-    free_host = free
-
-    def stream_create(self):
-        return 7, "stream-token"
-
-    def stream_destroy(self, token):
-        self.calls.append(("stream_destroy", token))
-
-    def stream_synchronize(self, token):
-        self.calls.append(("sync", token))
-
-    def stream_wait_external(self, token, external_stream):
-        self.calls.append(("wait", token, external_stream))
-
-    def event_create(self):
-        return object()
-
-    def event_destroy(self, token):
-        pass
-
-    def event_record(self, token, stream):
-        self.calls.append(("record", stream))
-
-    def event_synchronize(self, token):
-        pass
-
-    def event_elapsed_ms(self, start, end):
-        return 1.5
-
-    def memcpy_async(self, dst, src, nbytes, kind, stream):
-        self.calls.append(("memcpy", kind, nbytes, stream))
-        ctypes.memmove(dst, src, nbytes)
-
-    def memset_async(self, ptr, value, nbytes, stream):
-        ctypes.memset(ptr, value, nbytes)
-
-
 @pytest.fixture
 def fake_api():
-    return cm.CudaApi(_HostImpl())
+    return cm.CudaApi(HostCudaImpl())
 
 
 def test_wrappers_round_trip_and_bounds(fake_api):

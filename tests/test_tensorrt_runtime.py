@@ -7,7 +7,9 @@ gets; the ``gpu`` tests at the end build and run a real engine where TensorRT is
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
+import types
 
 import numpy as np
 import onnx
@@ -36,10 +38,14 @@ from saliq.engine_sidecar import (
 from saliq.errors import (
     BackendUnavailableError,
     IncompatibleModelError,
+    InvalidImageError,
     ModelFormatError,
     UntrustedModelError,
 )
 from saliq.spec import METADATA_KEY, ModelSpec
+
+from .dlpack_fakes import FakeDLPack
+from .fake_runtimes import PLAN, HostCudaImpl, fake_tensorrt, tiny_model
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 SPEC = ModelSpec(name="tiny", architecture="test", backbone="none", input_height=32, input_width=32)
@@ -412,3 +418,119 @@ def test_corrupt_plan_with_valid_sidecar_is_refused(tmp_path):
     )
     with pytest.raises(ModelFormatError, match="could not deserialize.*saliq export trt"):
         TensorRTBackend(engine)
+
+
+# ------------------------------------------------------------------------------------------
+# The backend end to end on stand-ins (tests/fake_runtimes.py): a numpy "engine" behind a fake
+# tensorrt module, host memory behind the CUDA memory layer. saliq's logic, not TensorRT's.
+# ------------------------------------------------------------------------------------------
+
+
+class _HostCAI:
+    """Host memory announced as device memory, which the host stand-in CUDA layer reads."""
+
+    def __init__(self, array):
+        self.array = array
+        self.__cuda_array_interface__ = {
+            "shape": array.shape,
+            "typestr": array.dtype.str,
+            "data": (array.ctypes.data, False),
+            "version": 3,
+            "strides": None,
+        }
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    from saliq import cuda_memory
+
+    trt = fake_tensorrt(batch=(2, 4, 8))
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    api = cuda_memory.CudaApi(HostCudaImpl())
+    monkeypatch.setattr(cuda_memory, "cuda_api", lambda impl=None: api)
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(PLAN)
+
+    def sidecar(**overrides):
+        fields = dict(
+            spec=SPEC,
+            tensorrt_version="10.3.0",
+            compute_capability="8.7",  # what HostCudaImpl reports
+            precision="fp32",
+            profiles=(Profile(2, 4, 8),),
+            plan_sha256=sha256_file(engine),
+        )
+        write_sidecar(engine, EngineSidecar(**{**fields, **overrides}))
+
+    sidecar()
+    return types.SimpleNamespace(trt=trt, api=api, engine=engine, sidecar=sidecar)
+
+
+def test_stand_in_engine_is_the_tiny_onnx_model(tmp_path):
+    x = np.random.default_rng(3).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    reference = OnnxRuntimeBackend(_tiny_onnx(tmp_path / "tiny.onnx")).infer({"image": x})
+    for name, value in tiny_model(x).items():
+        np.testing.assert_allclose(value, reference[name], atol=1e-6)
+
+
+def test_backend_end_to_end_on_stand_ins(stand_in):
+    x = np.random.default_rng(4).standard_normal((11, 3, 32, 32)).astype(np.float32)
+    want = tiny_model(x)
+    backend = TensorRTBackend(stand_in.engine)
+    assert (backend.min_batch, backend.max_batch) == (2, 8)
+    got = backend.infer({"image": x})  # chunks of 8 and 3
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    one = backend.infer({"image": x[:1]})  # padded up to the profile's minimum, 2
+    np.testing.assert_allclose(one["score"], want["score"][:1], atol=1e-6)
+    executed = [entry[1] for entry in stand_in.trt.log if entry[0] == "execute"]
+    assert executed == [8, 3, 2]
+
+    results = {}
+
+    def worker(i):
+        results[i] = backend.infer({"image": x[i : i + 3]})["score"]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(3):
+        np.testing.assert_allclose(results[i], want["score"][i : i + 3], atol=1e-6)
+    assert stand_in.trt.log.count(("context",)) == 4  # one per thread that ran inference
+
+    # Inputs already in "device" memory: __cuda_array_interface__, and DLPack (whose
+    # exporter is told the stream the backend's thread runs on: the stand-in's 7).
+    on_device = backend.infer_device({"image": _HostCAI(x)})
+    np.testing.assert_allclose(on_device["saliency"], want["saliency"], atol=1e-6)
+    capsule = FakeDLPack(x.ctypes.data, x.shape, dtype=(2, 32, 1))
+    np.testing.assert_allclose(
+        backend.infer_device({"image": capsule})["score"], want["score"], atol=1e-6
+    )
+    assert capsule.streams_asked == [7]
+    with pytest.raises(InvalidImageError, match="float16.*convert it on the device"):
+        backend.infer_device({"image": _HostCAI(x.astype(np.float16))})
+    with pytest.raises(InvalidImageError):
+        bad = x.copy()
+        bad[0, 0, 0, 0] = np.nan
+        backend.infer({"image": bad})
+    backend.close()
+    assert stand_in.api.impl.live == {}  # every pinned and device buffer was freed
+
+
+def test_backend_on_stand_ins_checks_before_deserializing(stand_in):
+    stand_in.sidecar(tensorrt_version="10.13.0")
+    with pytest.raises(IncompatibleModelError, match="rebuild"):
+        TensorRTBackend(stand_in.engine)
+    stand_in.sidecar(version_compatible=True)
+    with pytest.raises(UntrustedModelError):
+        TensorRTBackend(stand_in.engine)
+    assert not any(entry[0] == "deserialize" for entry in stand_in.trt.log)
+    TensorRTBackend(stand_in.engine, allow_engine_host_code=True).close()
+    assert stand_in.trt.log[-1] == ("deserialize", PLAN, True)
+    stand_in.engine.write_bytes(b"another plan")  # a plan TensorRT cannot read
+    stand_in.sidecar()
+    with pytest.raises(ModelFormatError, match="could not deserialize"):
+        TensorRTBackend(stand_in.engine)
+    assert stand_in.trt.log[-1] == ("deserialize", b"another plan", False)

@@ -1,0 +1,186 @@
+"""Stand-ins for CUDA and TensorRT on host memory, to run saliq's runtime code without either.
+
+``HostCudaImpl`` gives :class:`saliq.cuda_memory.CudaApi` host memory for device memory and
+records the calls it gets. ``fake_tensorrt`` builds a ``tensorrt`` module whose one engine is
+the tiny test model (score = sigmoid(mean(image)), saliency = 16x16 average pool of the
+channel mean) computed with numpy on the addresses the backend binds. Together they run
+``TensorRTBackend`` end to end: sidecar checks, I/O specs, buffer plans, chunking and padding,
+per-thread contexts, device inputs. They check saliq's logic, not TensorRT or CUDA.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import types
+
+import numpy as np
+
+from saliq import cuda_memory as cm
+
+
+class HostCudaImpl(cm._Impl):
+    """The CUDA primitives on host memory, recording the calls saliq makes."""
+
+    name = "host-fake"
+
+    def __init__(self):
+        self.live: dict[int, ctypes.Array] = {}
+        self.calls: list[tuple] = []
+
+    def device_count(self):
+        return 1
+
+    def driver_version(self):
+        return 12060
+
+    def compute_capability(self, device):
+        return (8, 7)
+
+    def set_device(self, device):
+        self.calls.append(("set_device", device))
+
+    def _alloc(self, nbytes):
+        block = ctypes.create_string_buffer(nbytes)
+        ptr = ctypes.addressof(block)
+        self.live[ptr] = block
+        return ptr, ptr
+
+    def malloc(self, nbytes):
+        return self._alloc(nbytes)
+
+    def free(self, token):
+        del self.live[token]
+
+    malloc_host = malloc
+    free_host = free
+
+    def stream_create(self):
+        return 7, "stream-token"
+
+    def stream_destroy(self, token):
+        self.calls.append(("stream_destroy", token))
+
+    def stream_synchronize(self, token):
+        self.calls.append(("sync", token))
+
+    def stream_wait_external(self, token, external_stream):
+        self.calls.append(("wait", token, external_stream))
+
+    def event_create(self):
+        return object()
+
+    def event_destroy(self, token):
+        pass
+
+    def event_record(self, token, stream):
+        self.calls.append(("record", stream))
+
+    def event_synchronize(self, token):
+        pass
+
+    def event_elapsed_ms(self, start, end):
+        return 1.5
+
+    def memcpy_async(self, dst, src, nbytes, kind, stream):
+        self.calls.append(("memcpy", kind, nbytes, stream))
+        ctypes.memmove(dst, src, nbytes)
+
+    def memset_async(self, ptr, value, nbytes, stream):
+        ctypes.memset(ptr, value, nbytes)
+
+
+def _host_array(ptr: int, shape: tuple[int, ...]) -> np.ndarray:
+    count = int(np.prod(shape))
+    return np.ctypeslib.as_array((ctypes.c_float * count).from_address(ptr)).reshape(shape)
+
+
+def tiny_model(image: np.ndarray) -> dict[str, np.ndarray]:
+    """The reference computation (the same graph as the tests' tiny ONNX model)."""
+    score = 1.0 / (1.0 + np.exp(-image.mean(axis=(1, 2, 3))))
+    grey = image.mean(axis=1, keepdims=True)
+    n = image.shape[0]
+    saliency = grey.reshape(n, 1, 2, 16, 2, 16).mean(axis=(3, 5))
+    return {"score": score.astype(np.float32), "saliency": saliency.astype(np.float32)}
+
+
+def fake_tensorrt(version: str = "10.3.0", batch: tuple[int, int, int] = (1, 4, 8)):
+    """A ``tensorrt`` module with just the API saliq's runtime uses; ``.log`` records calls."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.log = []
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    trt.TensorLocation = types.SimpleNamespace(DEVICE="DEVICE", HOST="HOST")
+    trt.DataType = types.SimpleNamespace(FLOAT="FLOAT")
+    trt.nptype = lambda dtype: {"FLOAT": np.float32}[dtype]
+    shapes = {"image": (-1, 3, 32, 32), "score": (-1,), "saliency": (-1, 1, 2, 2)}
+    names = list(shapes)
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    class Context:
+        def __init__(self):
+            self.addresses, self.input_shape = {}, None
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = ptr
+            return True
+
+        def set_input_shape(self, name, shape):
+            low, high = batch[0], batch[2]
+            self.input_shape = tuple(shape)
+            return low <= shape[0] <= high and tuple(shape[1:]) == shapes[name][1:]
+
+        def get_tensor_shape(self, name):
+            return (self.input_shape[0], *shapes[name][1:])
+
+        def execute_async_v3(self, stream):
+            trt.log.append(("execute", self.input_shape[0], stream))
+            image = _host_array(self.addresses["image"], self.input_shape)
+            for name, value in tiny_model(image).items():
+                _host_array(self.addresses[name], value.shape)[...] = value
+            return True
+
+    class Engine:
+        num_io_tensors = len(names)
+
+        def get_tensor_name(self, index):
+            return names[index]
+
+        def get_tensor_mode(self, name):
+            return trt.TensorIOMode.INPUT if name == "image" else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_location(self, name):
+            return trt.TensorLocation.DEVICE
+
+        def get_tensor_profile_shape(self, name, profile):
+            return tuple((b, *shapes[name][1:]) for b in batch)
+
+        def get_tensor_shape(self, name):
+            return shapes[name]
+
+        def get_tensor_dtype(self, name):
+            return trt.DataType.FLOAT
+
+        def create_execution_context(self):
+            trt.log.append(("context",))
+            return Context()
+
+    class Runtime:
+        engine_host_code_allowed = False
+
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, plan):
+            trt.log.append(("deserialize", bytes(plan), self.engine_host_code_allowed))
+            return Engine() if plan == PLAN else None
+
+    trt.Logger, trt.Runtime = Logger, Runtime
+    return trt
+
+
+PLAN = b"stand-in plan"
