@@ -89,6 +89,35 @@ class HostCudaImpl(cm._Impl):
         ctypes.memset(ptr, value, nbytes)
 
 
+class HostGraphCudaImpl(HostCudaImpl):
+    """HostCudaImpl with CUDA graphs: work enqueued while capturing is recorded, not run."""
+
+    supports_graphs = True
+
+    def __init__(self):
+        super().__init__()
+        self.capturing: list | None = None
+        self.fail_capture = False
+
+    def begin_capture(self, stream):
+        if self.fail_capture:
+            raise RuntimeError("stream capture is not supported here (stand-in)")
+        self.capturing = []
+
+    def end_capture(self, stream):
+        work, self.capturing = self.capturing, None
+        self.calls.append(("graph", len(work)))
+        return work, work
+
+    def graph_launch(self, graph_exec, stream):
+        self.calls.append(("graph_launch",))
+        for step in graph_exec:
+            step()
+
+    def graph_destroy(self, graph, graph_exec):
+        self.calls.append(("graph_destroy",))
+
+
 def _host_array(ptr: int, shape: tuple[int, ...]) -> np.ndarray:
     count = int(np.prod(shape))
     return np.ctypeslib.as_array((ctypes.c_float * count).from_address(ptr)).reshape(shape)
@@ -103,8 +132,16 @@ def tiny_model(image: np.ndarray) -> dict[str, np.ndarray]:
     return {"score": score.astype(np.float32), "saliency": saliency.astype(np.float32)}
 
 
-def fake_tensorrt(version: str = "10.3.0", batch: tuple[int, int, int] = (1, 4, 8)):
-    """A ``tensorrt`` module with just the API saliq's runtime uses; ``.log`` records calls."""
+def fake_tensorrt(
+    version: str = "10.3.0",
+    batch: tuple[int, int, int] = (1, 4, 8),
+    cuda: HostGraphCudaImpl | None = None,
+):
+    """A ``tensorrt`` module with just the API saliq's runtime uses; ``.log`` records calls.
+
+    With ``cuda``, an inference enqueued while that stand-in captures a graph is recorded
+    into the graph instead of running, as on a GPU.
+    """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.log = []
@@ -138,10 +175,18 @@ def fake_tensorrt(version: str = "10.3.0", batch: tuple[int, int, int] = (1, 4, 
             return (self.input_shape[0], *shapes[name][1:])
 
         def execute_async_v3(self, stream):
-            trt.log.append(("execute", self.input_shape[0], stream))
-            image = _host_array(self.addresses["image"], self.input_shape)
-            for name, value in tiny_model(image).items():
-                _host_array(self.addresses[name], value.shape)[...] = value
+            shape = self.input_shape
+
+            def run():
+                trt.log.append(("execute", shape[0], stream))
+                image = _host_array(self.addresses["image"], shape)
+                for name, value in tiny_model(image).items():
+                    _host_array(self.addresses[name], value.shape)[...] = value
+
+            if cuda is not None and cuda.capturing is not None:
+                cuda.capturing.append(run)
+            else:
+                run()
             return True
 
     class Engine:

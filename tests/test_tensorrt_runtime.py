@@ -10,6 +10,7 @@ import importlib.util
 import sys
 import threading
 import types
+import warnings
 
 import numpy as np
 import onnx
@@ -45,7 +46,7 @@ from saliq.errors import (
 from saliq.spec import METADATA_KEY, ModelSpec
 
 from .dlpack_fakes import FakeDLPack
-from .fake_runtimes import PLAN, HostCudaImpl, fake_tensorrt, tiny_model
+from .fake_runtimes import PLAN, HostGraphCudaImpl, fake_tensorrt, tiny_model
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 SPEC = ModelSpec(name="tiny", architecture="test", backbone="none", input_height=32, input_width=32)
@@ -444,9 +445,10 @@ class _HostCAI:
 def stand_in(tmp_path, monkeypatch):
     from saliq import cuda_memory
 
-    trt = fake_tensorrt(batch=(2, 4, 8))
+    impl = HostGraphCudaImpl()
+    trt = fake_tensorrt(batch=(2, 4, 8), cuda=impl)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    api = cuda_memory.CudaApi(HostCudaImpl())
+    api = cuda_memory.CudaApi(impl)
     monkeypatch.setattr(cuda_memory, "cuda_api", lambda impl=None: api)
     engine = tmp_path / "tiny.engine"
     engine.write_bytes(PLAN)
@@ -534,3 +536,29 @@ def test_backend_on_stand_ins_checks_before_deserializing(stand_in):
     with pytest.raises(ModelFormatError, match="could not deserialize"):
         TensorRTBackend(stand_in.engine)
     assert stand_in.trt.log[-1] == ("deserialize", b"another plan", False)
+
+
+def test_backend_cuda_graphs_on_stand_ins(stand_in):
+    x = np.random.default_rng(5).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    want = tiny_model(x)["score"]
+    calls = stand_in.api.impl.calls
+    backend = TensorRTBackend(stand_in.engine, cuda_graph=True)
+    for _ in range(3):  # plain run (warm-up), capture + launch, launch
+        np.testing.assert_allclose(backend.infer({"image": x})["score"], want, atol=1e-6)
+    assert calls.count(("graph", 1)) == 1  # one graph for batch 4, holding the one inference
+    assert calls.count(("graph_launch",)) == 2
+    assert [e[1] for e in stand_in.trt.log if e[0] == "execute"] == [4, 4, 4]
+    np.testing.assert_allclose(backend.infer({"image": x[:2]})["score"], want[:2], atol=1e-6)
+    assert calls.count(("graph", 1)) == 1  # batch 2 is only warming up: no graph yet
+    backend.close()
+    assert calls.count(("graph_destroy",)) == 1
+
+    stand_in.api.impl.fail_capture = True  # e.g. a driver without capture support
+    backend = TensorRTBackend(stand_in.engine, cuda_graph=True)
+    backend.infer({"image": x})
+    with pytest.warns(RuntimeWarning, match="capture failed for batch 4"):
+        np.testing.assert_allclose(backend.infer({"image": x})["score"], want, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # batch 4 now runs without a graph, silently
+        np.testing.assert_allclose(backend.infer({"image": x})["score"], want, atol=1e-6)
+    backend.close()
