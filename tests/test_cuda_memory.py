@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +295,44 @@ def test_gpu_graph_capture_replays(gpu_api):
         assert (host.array == 9).all()
         captured[0].close()
     host.free()
+
+
+def _rt_path(node: ast.AST) -> list[str] | None:
+    """['cudaMemcpyAsync'] for ``self.rt.cudaMemcpyAsync``; None for anything else."""
+    names = []
+    while isinstance(node, ast.Attribute):
+        names.append(node.attr)
+        node = node.value
+    if names and names[-1] == "rt" and isinstance(node, ast.Name) and node.id == "self":
+        return list(reversed(names[:-1]))
+    return None
+
+
+def test_cuda_python_calls_match_the_installed_bindings():
+    """Every ``self.rt.X(...)`` in the cuda-python implementation exists and takes those args.
+
+    cuda-python ships no type stubs, but its Cython functions carry signatures: this binds
+    each call's positional/keyword arguments to the real function of the installed version,
+    and resolves every enum path (``self.rt.cudaStreamCaptureMode.cudaStream...``).
+    """
+    rt = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
+    tree = ast.parse(Path(cm.__file__).read_text())
+    calls = attributes = 0
+    for node in ast.walk(tree):
+        path = _rt_path(node.func) if isinstance(node, ast.Call) else None
+        if path:
+            target = rt
+            for name in path:
+                target = getattr(target, name)
+            if len(path) == 1:  # a runtime function (enum constructors are not checked)
+                arguments = [None] * len(node.args)
+                inspect.signature(target).bind(*arguments, **{k.arg: None for k in node.keywords})
+                calls += 1
+        path = _rt_path(node)
+        if path:
+            target = rt
+            for name in path:
+                assert hasattr(target, name), f"cuda.bindings.runtime has no {'.'.join(path)}"
+                target = getattr(target, name)
+            attributes += 1
+    assert calls >= 20 and attributes >= calls, (calls, attributes)
