@@ -164,6 +164,9 @@ setup(
             "brisque==0.2.0",
             "mypy>=1.8",
             "cuda-python>=12",  # its no-GPU error paths are tested everywhere
+            # The tests rebuild the extension (CPU-only build; CUDA code on a host stand-in).
+            "pybind11>=2.11",
+            "setuptools>=68",
         ],
     },
     entry_points={"console_scripts": ["saliq=saliq.cli:main"]},

@@ -1,3 +1,4 @@
+import importlib
 import os
 from pathlib import Path
 
@@ -5,6 +6,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE_DIR = Path(os.environ.get("SALIQ_SCENE_DIR", REPO.parent / "shared" / "data" / "scene"))
+
+
+def require(module: str, reason: str):
+    """``pytest.importorskip``, except on CI (``CI`` set): there a missing module is an install
+    mistake (the dev extra lacks it) and must fail, not quietly skip the test."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=reason)
 
 
 def _has_cuda() -> bool:

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from .conftest import require
+
 REPO = Path(__file__).resolve().parents[1]
-P = pytest.importorskip("saliq._preproc", reason="the native extension is not built")
+P = require("saliq._preproc", reason="the native extension is not built")
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +66,7 @@ def test_cpu_only_build(tmp_path):
         pytest.skip("the source tree (setup.py, csrc/) is not beside the tests")
     if _compiler() is None:
         pytest.skip("no C++ compiler found")
-    pytest.importorskip("pybind11", reason="pybind11 is needed to build the extension")
+    require("pybind11", reason="pybind11 is needed to build the extension")
 
     lib, temp = tmp_path / "lib", tmp_path / "temp"
     env = {**os.environ, "SALIQ_CUDA": "0"}

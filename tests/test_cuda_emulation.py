@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from . import preprocess_oracle as oracle
+from .conftest import require
 from .cuda_emulation import build as emulation
 from .test_native_preprocess import MEAN, STD, _assert_close
 
@@ -121,7 +122,7 @@ def _frame(fmt: str, depth: str, hw: tuple[int, int], rng) -> np.ndarray:
 def emulated(tmp_path_factory):
     if shutil.which("g++") is None:
         pytest.skip("g++ is needed to build the emulated CUDA path")
-    pytest.importorskip("pybind11", reason="pybind11 is needed to build the extension")
+    require("pybind11", reason="pybind11 is needed to build the extension")
     out = tmp_path_factory.mktemp("cuda_emulation")
     asan = emulation.asan_preload()
     module = emulation.build(out / "build", asan=asan is not None)

@@ -8,9 +8,10 @@ import pytest
 from saliq import cuda_memory as cm
 from saliq import dlpack
 
+from .conftest import require
 from .dlpack_fakes import DLPackOnly, FakeDLPack
 
-P = pytest.importorskip("saliq._preproc", reason="the native extension is not built")
+P = require("saliq._preproc", reason="the native extension is not built")
 torch = pytest.importorskip("torch")
 
 ARGS = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

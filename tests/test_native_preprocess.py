@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from . import preprocess_oracle as oracle
+from .conftest import require
 
-P = pytest.importorskip("saliq._preproc", reason="the native extension is not built")
+P = require("saliq._preproc", reason="the native extension is not built")
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FLOAT32_TOL = 1e-5  # the bound for float32 outputs, absolute
