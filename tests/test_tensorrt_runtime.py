@@ -327,6 +327,22 @@ def test_onnxruntime_iobinding_path_matches_plain_run(tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
+def _check_threads(backend, x, want_scores, rows: int, atol: float, threads: int = 3) -> None:
+    """Several threads infer at once (each gets its own context/stream/buffers) correctly."""
+    results = {}
+
+    def worker(i):
+        results[i] = backend.infer({"image": x[i : i + rows]})["score"]
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    for i in range(threads):
+        np.testing.assert_allclose(results[i], want_scores[i : i + rows], atol=atol)
+
+
 def _build_engine(tmp_path, version_compatible: bool = False):
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed")
     pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
@@ -375,18 +391,7 @@ def test_tensorrt_engine_matches_onnxruntime(tmp_path, cuda_graph):
             got = backend.infer({"image": x})  # 20 > 8: runs as chunks 8, 8, 4
             for name in ("score", "saliency"):
                 np.testing.assert_allclose(got[name], expected[name], atol=1e-5)
-        results = {}
-
-        def worker(i):
-            results[i] = backend.infer({"image": x[i : i + 2]})["score"]
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for i in range(3):
-            np.testing.assert_allclose(results[i], expected["score"][i : i + 2], atol=1e-5)
+        _check_threads(backend, x, expected["score"], rows=2, atol=1e-5)
         torch = pytest.importorskip("torch")
         on_device = torch.from_numpy(x).cuda()
         got = backend.infer_device({"image": on_device})
@@ -488,18 +493,7 @@ def test_backend_end_to_end_on_stand_ins(stand_in):
     executed = [entry[1] for entry in stand_in.trt.log if entry[0] == "execute"]
     assert executed == [8, 3, 2]
 
-    results = {}
-
-    def worker(i):
-        results[i] = backend.infer({"image": x[i : i + 3]})["score"]
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i in range(3):
-        np.testing.assert_allclose(results[i], want["score"][i : i + 3], atol=1e-6)
+    _check_threads(backend, x, want["score"], rows=3, atol=1e-6)
     assert stand_in.trt.log.count(("context",)) == 4  # one per thread that ran inference
 
     # Inputs already in "device" memory: __cuda_array_interface__, and DLPack (whose
