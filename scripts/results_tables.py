@@ -6,62 +6,80 @@ python scripts/results_tables.py
 import json
 from pathlib import Path
 
+from saliq.train.evaluate import scorers
+
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cpu"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _metric_rows(section: dict, keys: list[str]) -> list[list[str]]:
+    return [[name, *(f"{section[name][k]:.3f}" for k in keys)] for name in scorers(section)]
 
 
 def quality_table(report: dict) -> str:
     q = report["quality"]
-    lines = [
-        f"Held-out synthetic test set: {q['photos']} photos never seen in training, "
-        f"{q['images']} images (11 types x 5 levels + pristine).",
-        "",
-        "| scorer | grouped SRCC (target >= 0.90) | lowest type (>= 0.80) "
-        "| AUC levels 1-2 vs 4-5 (>= 0.90) |",
-        "|---|---|---|---|",
+    header = [
+        "scorer",
+        "grouped SRCC (target >= 0.90)",
+        "lowest type (>= 0.80)",
+        "AUC levels 1-2 vs 4-5 (>= 0.90)",
     ]
-    for name in ("model", "brisque", "variance_of_laplacian"):
-        m = q[name]
-        lines.append(
-            f"| {name} | {m['grouped_srcc']:.3f} | {m['min_type_srcc']:.3f} | "
-            f"{m['auc_mild_vs_severe']:.3f} |"
-        )
+    keys = ["grouped_srcc", "min_type_srcc", "auc_mild_vs_severe"]
     per_type = q["model"]["per_type_srcc"]
-    lines += ["", "Per type (model): " + ", ".join(f"{t} {v:.3f}" for t, v in per_type.items())]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"Held-out synthetic test set: {q['photos']} photos never seen in training, "
+            f"{q['images']} images (11 types x 5 levels + pristine).",
+            "",
+            *markdown_table(header, _metric_rows(q, keys)),
+            "",
+            "Per type (model): " + ", ".join(f"{t} {v:.3f}" for t, v in per_type.items()),
+        ]
+    )
 
 
 def saliency_table(report: dict) -> str:
     s = report["saliency"]
-    lines = [
-        f"Saliency on {s['photos']} held-out Scene photos against human fixations "
-        f"(centre Gaussian width tuned on the training photos: {s['centre_sigma_fraction']}):",
-        "",
-        "| map | NSS | CC | AUC-Judd | shuffled AUC |",
-        "|---|---|---|---|---|",
-    ]
-    for name in ("model", "prior", "centre_gaussian"):
-        m = s[name]
-        lines.append(
-            f"| {name} | {m['nss']:.3f} | {m['cc']:.3f} | {m['auc_judd']:.3f} | "
-            f"{m['shuffled_auc']:.3f} |"
-        )
-    return "\n".join(lines)
+    header = ["map", "NSS", "CC", "AUC-Judd", "shuffled AUC"]
+    keys = ["nss", "cc", "auc_judd", "shuffled_auc"]
+    return "\n".join(
+        [
+            f"Saliency on {s['photos']} held-out Scene photos against human fixations "
+            f"(centre Gaussian width tuned on the training photos: {s['centre_sigma_fraction']}):",
+            "",
+            *markdown_table(header, _metric_rows(s, keys)),
+        ]
+    )
 
 
 def loto_table() -> str:
-    lines = [
-        "| type left out of training | its SRCC (model) | AUC (model) | its SRCC (full model) |",
-        "|---|---|---|---|",
-    ]
     full = json.loads((RESULTS / "eval_default.json").read_text())["quality"]["model"]
+    rows = []
     for path in sorted(RESULTS.glob("loto_*.json")):
         q = json.loads(path.read_text())["quality"]["model"]
         kind = path.stem[len("loto_") :]
-        lines.append(
-            f"| {kind} | {q['grouped_srcc']:.3f} | {q['auc_mild_vs_severe']:.3f} | "
-            f"{full['per_type_srcc'][kind]:.3f} |"
+        rows.append(
+            [
+                kind,
+                f"{q['grouped_srcc']:.3f}",
+                f"{q['auc_mild_vs_severe']:.3f}",
+                f"{full['per_type_srcc'][kind]:.3f}",
+            ]
         )
-    return "\n".join(lines)
+    header = [
+        "type left out of training",
+        "its SRCC (model)",
+        "AUC (model)",
+        "its SRCC (full model)",
+    ]
+    return "\n".join(markdown_table(header, rows))
 
 
 def latency_table() -> str:

@@ -176,16 +176,18 @@ def evaluate_saliency(assessor, test, train, progress=True) -> dict:
     return report
 
 
+def scorers(section: dict) -> list[str]:
+    """The scorers (quality) or maps (saliency) a report section holds, in report order."""
+    return [name for name, value in section.items() if isinstance(value, dict)]
+
+
 def format_report(report: dict) -> str:
     lines = []
     quality = report.get(QUALITY_REPORT)
     if quality:
         lines.append(f"Synthetic test set: {quality['photos']} photos, {quality['images']} images")
-        names = [
-            n for n in quality if isinstance(quality[n], dict) and "grouped_srcc" in quality[n]
-        ]
         lines.append(f"{'scorer':<22}{'grouped SRCC':>13}{'min type':>10}{'AUC mild/sev':>14}")
-        for n in names:
+        for n in scorers(quality):
             q = quality[n]
             lines.append(
                 f"{n:<22}{q['grouped_srcc']:>13.3f}{q['min_type_srcc']:>10.3f}"
@@ -202,7 +204,7 @@ def format_report(report: dict) -> str:
             f"(centre sigma {saliency['centre_sigma_fraction']:.3f})"
         )
         lines.append(f"{'map':<18}{'NSS':>8}{'CC':>8}{'AUC-J':>8}{'sAUC':>8}")
-        for name in ("model", "prior", "centre_gaussian"):
+        for name in scorers(saliency):
             s = saliency[name]
             lines.append(
                 f"{name:<18}{s['nss']:>8.3f}{s['cc']:>8.3f}{s['auc_judd']:>8.3f}"
