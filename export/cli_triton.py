@@ -1,8 +1,4 @@
-"""``saliq export triton``: the subcommand, registered under ``saliq export``.
-
-The lead wires it in sdk/cli.py: ``register(export_sub)`` where ``export_sub`` is the
-``saliq export`` subparsers object.
-"""
+"""``saliq export triton``: the subcommand; sdk/cli.py calls ``register`` on ``saliq export``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``saliq export trt``: the argparse part. The lead wires ``register`` into sdk/cli.py."""
+"""``saliq export trt``: the argparse part; sdk/cli.py calls ``register`` on ``saliq export``."""
 
 from __future__ import annotations
 

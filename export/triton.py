@@ -225,6 +225,30 @@ def _parameters(spec: ModelSpec, extra: dict[str, str] | None = None) -> str:
     )
 
 
+def _header(name: str, runner: str, max_batch: int, inputs: list[str], outputs: list[str]) -> str:
+    """name, ``runner`` (a ``platform:`` or ``backend:`` line), batch size and the I/O tensors."""
+    return (
+        f"name: {pbtxt_string(name)}\n{runner}\nmax_batch_size: {max_batch}\n"
+        + _tensors("input", inputs)
+        + _tensors("output", outputs)
+    )
+
+
+def _instance_group(count: int, kind: str) -> str:
+    return f"instance_group [\n  {{\n    count: {count}\n    kind: {kind}\n  }}\n]\n"
+
+
+def _maps(section: str, pairs: list[tuple[str, str]]) -> str:
+    """An ensemble step's ``input_map``/``output_map`` lines: (model tensor, ensemble tensor)."""
+    return "".join(
+        f"      {section} {{ key: {pbtxt_string(k)} value: {pbtxt_string(v)} }}\n" for k, v in pairs
+    )
+
+
+def _frame_input() -> list[str]:
+    return [_tensor_block(FRAME_INPUT, "uint8", [-1, -1, 3])]
+
+
 def _preferred_batches(max_batch: int) -> list[int]:
     sizes = [b for b in (4, 8, 16, 32, 64) if b <= max_batch]
     return sorted({*sizes[-2:], max_batch})
@@ -247,17 +271,11 @@ def model_config(
     ]
     preferred = ", ".join(str(b) for b in _preferred_batches(max_batch))
     return (
-        f"name: {pbtxt_string(name)}\n"
-        f"platform: {pbtxt_string(PLATFORMS[kind])}\n"
-        f"max_batch_size: {max_batch}\n"
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
+        _header(name, f"platform: {pbtxt_string(PLATFORMS[kind])}", max_batch, inputs, outputs)
         + "dynamic_batching {\n"
         f"  preferred_batch_size: [ {preferred} ]\n"
         f"  max_queue_delay_microseconds: {max_queue_delay_us}\n"
-        "}\n"
-        f"instance_group [\n  {{\n    count: {instance_count}\n    kind: {instance_kind}\n  }}\n]\n"
-        + _parameters(spec)
+        "}\n" + _instance_group(instance_count, instance_kind) + _parameters(spec)
     )
 
 
@@ -266,46 +284,28 @@ def preprocess_config(
 ) -> str:
     outputs = [_tensor_block(t, io_types[t], tensor_dims(spec, t)) for t in spec.inputs]
     return (
-        f"name: {pbtxt_string(name)}\n"
-        f'backend: "python"\n'
-        f"max_batch_size: {max_batch}\n"
-        + _tensors("input", [_tensor_block(FRAME_INPUT, "uint8", [-1, -1, 3])])
-        + _tensors("output", outputs)
-        + "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n"
+        _header(name, 'backend: "python"', max_batch, _frame_input(), outputs)
+        + _instance_group(1, "KIND_CPU")
         + _parameters(spec, {"saliq_frame_format": frame_format})
     )
 
 
 def ensemble_config(name: str, spec: ModelSpec, io_types: dict[str, str], max_batch: int) -> str:
-    pre_outputs = "".join(
-        f"      output_map {{ key: {pbtxt_string(t)} value: {pbtxt_string('pre_' + t)} }}\n"
-        for t in spec.inputs
-    )
-    net_inputs = "".join(
-        f"      input_map {{ key: {pbtxt_string(t)} value: {pbtxt_string('pre_' + t)} }}\n"
-        for t in spec.inputs
-    )
-    net_outputs = "".join(
-        f"      output_map {{ key: {pbtxt_string(t)} value: {pbtxt_string(t)} }}\n"
-        for t in spec.outputs
-    )
+    staged = [(t, "pre_" + t) for t in spec.inputs]  # preprocessing outputs = network inputs
     outputs = [_tensor_block(t, io_types[t], tensor_dims(spec, t)) for t in spec.outputs]
     return (
-        f"name: {pbtxt_string(name + ENSEMBLE_SUFFIX)}\n"
-        f'platform: "ensemble"\n'
-        f"max_batch_size: {max_batch}\n"
-        + _tensors("input", [_tensor_block(FRAME_INPUT, "uint8", [-1, -1, 3])])
-        + _tensors("output", outputs)
+        _header(name + ENSEMBLE_SUFFIX, 'platform: "ensemble"', max_batch, _frame_input(), outputs)
         + "ensemble_scheduling {\n  step [\n"
         "    {\n"
         f"      model_name: {pbtxt_string(name + PREPROCESS_SUFFIX)}\n"
         "      model_version: -1\n"
-        f"      input_map {{ key: {pbtxt_string(FRAME_INPUT)} value: "
-        f"{pbtxt_string(FRAME_INPUT)} }}\n" + pre_outputs + "    },\n    {\n"
+        + _maps("input_map", [(FRAME_INPUT, FRAME_INPUT)])
+        + _maps("output_map", staged)
+        + "    },\n    {\n"
         f"      model_name: {pbtxt_string(name)}\n"
         "      model_version: -1\n"
-        + net_inputs
-        + net_outputs
+        + _maps("input_map", staged)
+        + _maps("output_map", [(t, t) for t in spec.outputs])
         + "    }\n  ]\n}\n"
         + _parameters(spec)
     )
