@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -539,7 +539,35 @@ class _PyCudaGuard:
 # --------------------------------------------------------------------------------------------
 
 
-class DeviceBuffer:
+_OwnedT = TypeVar("_OwnedT", bound="_Owned")
+
+
+class _Owned:
+    """A CUDA object released exactly once: by ``close()`` or by leaving a ``with`` block.
+
+    Idempotent because close paths release everything and may run twice (explicit, then
+    again from an owner's cleanup).
+    """
+
+    api: CudaApi
+    _token: Any = None
+
+    def _release(self, token: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._token is not None:
+            token, self._token = self._token, None
+            self._release(token)
+
+    def __enter__(self: _OwnedT) -> _OwnedT:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DeviceBuffer(_Owned):
     """``nbytes`` of device memory. ``.ptr`` is the address; free with ``free()`` or ``with``."""
 
     def __init__(self, nbytes: int, api: CudaApi | None = None) -> None:
@@ -549,27 +577,21 @@ class DeviceBuffer:
         self.nbytes = int(nbytes)
         self.ptr, self._token = self.api.impl.malloc(self.nbytes)
 
-    def free(self) -> None:
-        # Idempotent: close() paths free everything and may run twice (explicit + __del__).
-        if self._token is not None:
-            token, self._token, self.ptr = self._token, None, 0
-            self.api.impl.free(token)
+    def _release(self, token: Any) -> None:
+        self.ptr = 0
+        self.api.impl.free(token)
+
+    free = _Owned.close
 
     @property
     def freed(self) -> bool:
         return self._token is None
 
-    def __enter__(self) -> DeviceBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.free()
-
     def __repr__(self) -> str:
         return f"DeviceBuffer(nbytes={self.nbytes}, ptr={self.ptr:#x}, api={self.api.name})"
 
 
-class PinnedBuffer:
+class PinnedBuffer(_Owned):
     """Page-locked host memory seen as a numpy array (``.array``) of ``shape`` and ``dtype``.
 
     Pinned memory makes host<->device copies truly asynchronous and faster. ``.array`` is a
@@ -587,20 +609,15 @@ class PinnedBuffer:
         raw = (ctypes.c_uint8 * self.nbytes).from_address(self.ptr)
         self.array: np.ndarray = np.frombuffer(raw, dtype=self.dtype).reshape(shape)
 
-    def free(self) -> None:
-        if self._token is not None:
-            token, self._token, self.ptr = self._token, None, 0
-            self.array = np.empty((0,), self.dtype)  # drop our view of the freed memory
-            self.api.impl.free_host(token)
+    def _release(self, token: Any) -> None:
+        self.ptr = 0
+        self.array = np.empty((0,), self.dtype)  # drop our view of the freed memory
+        self.api.impl.free_host(token)
 
-    def __enter__(self) -> PinnedBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.free()
+    free = _Owned.close
 
 
-class Stream:
+class Stream(_Owned):
     """A non-blocking CUDA stream; ``.handle`` is the int ``execute_async_v3`` takes."""
 
     def __init__(self, api: CudaApi | None = None) -> None:
@@ -620,19 +637,12 @@ class Stream:
         if external_stream is not None:
             self.api.impl.stream_wait_external(self._token, external_stream)
 
-    def close(self) -> None:
-        if self._token is not None:
-            token, self._token, self.handle = self._token, None, 0
-            self.api.impl.stream_destroy(token)
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _release(self, token: Any) -> None:
+        self.handle = 0
+        self.api.impl.stream_destroy(token)
 
 
-class Event:
+class Event(_Owned):
     """A CUDA event: ``record(stream)``, ``synchronize()``; time with ``elapsed_ms(a, b)``."""
 
     def __init__(self, api: CudaApi | None = None) -> None:
@@ -646,10 +656,8 @@ class Event:
     def synchronize(self) -> None:
         self.api.impl.event_synchronize(self._token)
 
-    def close(self) -> None:
-        if self._token is not None:
-            token, self._token = self._token, None
-            self.api.impl.event_destroy(token)
+    def _release(self, token: Any) -> None:
+        self.api.impl.event_destroy(token)
 
 
 def elapsed_ms(start: Event, end: Event) -> float:
