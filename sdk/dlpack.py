@@ -14,6 +14,7 @@ Hold the wrapper (or the source tensor) for as long as queued GPU work reads the
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,9 @@ class _DLManagedTensor(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _capsule_api() -> tuple[Any, Any]:
+    """PyCapsule_IsValid and PyCapsule_GetPointer, typed once per process."""
     api = ctypes.pythonapi
     api.PyCapsule_IsValid.restype = ctypes.c_int
     api.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
