@@ -7,6 +7,7 @@
 
 from .assess import Assessor, Result, load
 from .errors import (
+    BackendClosedError,
     BackendUnavailableError,
     ConfigError,
     IncompatibleModelError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "PREPROCESSING_VERSION",
     "Assessor",
+    "BackendClosedError",
     "BackendUnavailableError",
     "ConfigError",
     "IncompatibleModelError",

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, load_backend
-from .errors import ModelFormatError
+from .errors import BackendClosedError, ModelFormatError
 from .imageio import load_inputs
 from .preprocess import Preprocessor
+from .spec import GRAPH_OUTPUTS, SALIENCY, SCORE
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 DEFAULT_MODEL_STEM = "saliq_sgdnet_lite0"
@@ -26,12 +27,17 @@ def default_model_path(kind: str = "onnx") -> Path:
 
 @dataclass
 class Result:
-    """Quality of one image: ``score`` in [0, 1], higher is better."""
+    """Quality of one image: ``score`` in [0, 1], higher is better.
+
+    ``saliency`` is None for a model without a saliency output; ``outputs`` holds any further
+    outputs the model's spec declares (per image, without the batch axis).
+    """
 
     score: float
-    saliency: np.ndarray  # [h, w] at the model's saliency resolution, max-normalised to [0, 1]
+    saliency: np.ndarray | None  # [h, w] at the model's saliency grid, max-normalised to [0, 1]
     name: str = ""
     saliency_full: np.ndarray | None = field(default=None, repr=False)  # at input resolution
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "score": round(self.score, 6)}
@@ -52,6 +58,8 @@ class Assessor:
         Returns one Result, or a list for a list input. ``saliency_map=True`` also gives
         the saliency at the input image's resolution.
         """
+        if self.backend.closed:
+            raise BackendClosedError("this Assessor was closed; open the model again: saliq.load()")
         frames, names, is_batch = load_inputs(image, color=color)
         results: list[Result] = []
         for start in range(0, len(frames), self.batch_size):
@@ -59,20 +67,38 @@ class Assessor:
             results += self._run(chunk, names[start : start + self.batch_size], saliency_map)
         return results if is_batch else results[0]
 
+    def preprocess(self, frames: list[tuple[np.ndarray, str]]) -> dict[str, np.ndarray]:
+        """Model inputs for decoded frames: one batched preprocessing call per pixel format."""
+        by_format: dict[str, list[int]] = {}
+        for index, (_, fmt) in enumerate(frames):
+            by_format.setdefault(fmt, []).append(index)
+        inputs: dict[str, np.ndarray] = {}
+        for fmt, indices in by_format.items():
+            out = self.preprocessor([frames[i][0] for i in indices], fmt=fmt)
+            for name in self.spec.inputs:
+                if name not in inputs:
+                    inputs[name] = np.empty((len(frames), *out[name].shape[1:]), np.float32)
+                inputs[name][indices] = out[name]
+        return inputs
+
     def _run(self, frames, names, saliency_map: bool) -> list[Result]:
-        per_frame = [self.preprocessor.one(pixels, fmt) for pixels, fmt in frames]
-        inputs = {k: np.stack([p[k] for p in per_frame]) for k in self.spec.inputs}
-        outputs = self.backend.infer(inputs)
+        outputs = self.backend.infer(self.preprocess(frames))
+        extra = [name for name in self.spec.outputs if name not in GRAPH_OUTPUTS]
         results = []
         for i, name in enumerate(names):
-            sal = outputs["saliency"][i, 0].astype(np.float32)
-            peak = float(sal.max())
-            sal = sal / peak if peak > 0 else sal
-            full = _upsample(sal, frames[i][0].shape, frames[i][1]) if saliency_map else None
-            results.append(Result(float(outputs["score"][i]), sal, name, full))
+            sal = full = None
+            if self.spec.saliency:
+                sal = outputs[SALIENCY][i, 0].astype(np.float32)
+                peak = float(sal.max())
+                sal = sal / peak if peak > 0 else sal
+                if saliency_map:
+                    full = _upsample(sal, frames[i][0].shape, frames[i][1])
+            others = {key: outputs[key][i] for key in extra}
+            results.append(Result(float(outputs[SCORE][i]), sal, name, full, others))
         return results
 
     def close(self) -> None:
+        """Release the backend; a later ``assess`` raises ``saliq.BackendClosedError``."""
         self.backend.close()
 
     def __enter__(self) -> Assessor:

@@ -27,3 +27,7 @@ class ConfigError(SaliqError, ValueError):
 
 class UntrustedModelError(SaliqError):
     """A model file would run code embedded in it; refused unless the caller allows it."""
+
+
+class BackendClosedError(SaliqError, RuntimeError):
+    """A model was used after ``close()``."""

@@ -8,16 +8,28 @@ needs about a model from here; nothing about a model is hard-coded twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import IncompatibleModelError, ModelFormatError
-from .preprocess import PREPROCESSING_VERSION, SUPPORTED_PREPROCESSING_VERSIONS
+from .preprocess import PREPROCESSING_VERSION, PRIOR_STRIDE, SUPPORTED_PREPROCESSING_VERSIONS
 
 SPEC_FORMAT = "saliq.modelspec"
 SPEC_VERSION = 1
 METADATA_KEY = "saliq_spec"  # key under which the JSON lives in safetensors / ONNX metadata
-GRAPH_INPUTS = ("image", "gradient", "prior")
-GRAPH_OUTPUTS = ("score", "saliency")
+# What each preprocessing version produces, per sample, as a function of the spec's H x W:
+# the one table of input shapes (backends, exporters and Triton read it from here).
+PREPROCESSING_OUTPUTS: dict[int, dict[str, Callable[[int, int], tuple[int, ...]]]] = {
+    1: {
+        "image": lambda h, w: (3, h, w),
+        "gradient": lambda h, w: (1, h, w),
+        "prior": lambda h, w: (1, h // PRIOR_STRIDE, w // PRIOR_STRIDE),
+    },
+}
+GRAPH_INPUTS = tuple(PREPROCESSING_OUTPUTS[PREPROCESSING_VERSION])
+SCORE = "score"
+SALIENCY = "saliency"
+GRAPH_OUTPUTS = (SCORE, SALIENCY)  # outputs whose shape the spec derives; others declare theirs
 SIZE_MULTIPLE = 32
 
 
@@ -55,6 +67,8 @@ class ModelSpec:
     version: str = "0.1.0"  # the model's own version
     io_dtypes: dict[str, str] = field(default_factory=dict)
     model_config: dict = field(default_factory=dict)  # architecture kwargs for create_model
+    # Per-sample shapes of exported outputs other than score/saliency (derived for those two).
+    output_shapes: dict[str, list[int]] = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -65,14 +79,29 @@ class ModelSpec:
                     f"ModelSpec.{dim_name}={value!r} must be a positive multiple of "
                     f"{SIZE_MULTIPLE}; fix the model config and re-export"
                 )
-        unknown = set(self.inputs) - set(GRAPH_INPUTS)
-        if unknown or "image" not in self.inputs:
+        produced = PREPROCESSING_OUTPUTS.get(self.preprocessing_version, {})
+        unknown = [name for name in self.inputs if name not in produced]
+        if (
+            (unknown and produced)
+            or "image" not in self.inputs
+            or len(set(self.inputs)) != len(self.inputs)
+        ):
             raise ModelFormatError(
-                f"ModelSpec.inputs={self.inputs} must include 'image' and only {GRAPH_INPUTS}"
+                f"ModelSpec.inputs={self.inputs} must include 'image', once each, and only "
+                f"what preprocessing version {self.preprocessing_version} produces "
+                f"({', '.join(produced)})"
             )
-        if set(self.outputs) - set(GRAPH_OUTPUTS) or "score" not in self.outputs:
+        if SCORE not in self.outputs or len(set(self.outputs)) != len(self.outputs):
             raise ModelFormatError(
-                f"ModelSpec.outputs={self.outputs} must include 'score' and only {GRAPH_OUTPUTS}"
+                f"ModelSpec.outputs={self.outputs} must include 'score', each name once"
+            )
+        undeclared = [
+            o for o in self.outputs if o not in GRAPH_OUTPUTS and o not in self.output_shapes
+        ]
+        if undeclared:
+            raise ModelFormatError(
+                f"ModelSpec.outputs {undeclared} have no shape in output_shapes; the model must "
+                "declare the per-sample shape of every extra exported output"
             )
 
     @property
@@ -82,6 +111,30 @@ class ModelSpec:
     @property
     def saliency_size(self) -> tuple[int, int]:
         return self.input_height // self.saliency_stride, self.input_width // self.saliency_stride
+
+    @property
+    def saliency(self) -> bool:
+        """Whether the model exports a saliency map."""
+        return SALIENCY in self.outputs
+
+    def tensor_shape(self, name: str) -> tuple[int, ...]:
+        """Per-sample shape (no batch axis) of a graph input or exported output."""
+        h, w = self.input_size
+        if name in self.inputs:
+            table = PREPROCESSING_OUTPUTS.get(self.preprocessing_version)
+            if table is None or name not in table:
+                raise IncompatibleModelError(
+                    f"input {name!r} of preprocessing version {self.preprocessing_version} is "
+                    "not implemented by this saliq; upgrade saliq"
+                )
+            return table[name](h, w)
+        if name == SCORE:
+            return ()
+        if name == SALIENCY:
+            return (1, *self.saliency_size)
+        if name in self.output_shapes:
+            return tuple(int(d) for d in self.output_shapes[name])
+        raise KeyError(f"{name!r} is neither an input nor an output of model {self.name!r}")
 
     def to_json(self) -> str:
         payload = {"format": SPEC_FORMAT, **asdict(self)}
@@ -113,6 +166,53 @@ class ModelSpec:
             raise ModelFormatError(f"{source}: incomplete saliq spec ({exc}); re-export") from None
         spec.check_supported(source)
         return spec
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str], source: str = "model") -> ModelSpec:
+        """The spec from an artifact's key/value metadata (ONNX ``metadata_props``, safetensors).
+
+        The one reader of embedded specs: every loader and exporter calls this.
+        """
+        if METADATA_KEY not in metadata:
+            raise ModelFormatError(
+                f"{source}: a model without a saliq spec; export it with `saliq export onnx` "
+                "(or train it with `saliq train`)"
+            )
+        return cls.from_json(metadata[METADATA_KEY], source=source)
+
+    def check_graph(
+        self,
+        inputs: Mapping[str, Sequence[object]],
+        outputs: Mapping[str, Sequence[object]],
+        source: str = "model",
+    ) -> None:
+        """Refuse a graph whose tensor names or static per-sample shapes differ from the spec.
+
+        ``inputs``/``outputs`` map tensor names to shapes as the runtime reports them (batch
+        axis first; symbolic dimensions as strings or None are not checked).
+        """
+        fix = "the spec does not describe this graph; re-export it with `saliq export onnx`"
+        if set(inputs) != set(self.inputs):
+            raise ModelFormatError(
+                f"{source}: graph inputs {sorted(inputs)} differ from the spec's "
+                f"{sorted(self.inputs)}; {fix}"
+            )
+        missing = [name for name in self.outputs if name not in outputs]
+        if missing:
+            raise ModelFormatError(f"{source}: graph lacks the spec's outputs {missing}; {fix}")
+        for kind, table in (("input", inputs), ("output", outputs)):
+            for name, shape in table.items():
+                if kind == "output" and name not in self.outputs:
+                    continue
+                expected = self.tensor_shape(name)
+                dims = list(shape)[1:]
+                if len(dims) != len(expected) or any(
+                    isinstance(d, int) and d != e for d, e in zip(dims, expected)
+                ):
+                    raise ModelFormatError(
+                        f"{source}: {kind} {name!r} has per-sample shape "
+                        f"{tuple(dims)}, the spec says {expected}; {fix}"
+                    )
 
     def check_supported(self, source: str = "model") -> None:
         if self.preprocessing_version not in SUPPORTED_PREPROCESSING_VERSIONS:

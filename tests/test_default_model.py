@@ -53,3 +53,22 @@ def test_native_and_python_preprocessing_give_the_same_scores(default, photo):
         inputs = {k: v for k, v in pre(photo, fmt="RGB").items() if k in default.spec.inputs}
         scores.append(float(default.backend.infer(inputs)["score"][0]))
     assert scores[0] == pytest.approx(scores[1], abs=1e-4)
+
+
+# Scores of the shipped model before the model-contract change (saliq at 65cec86), measured
+# with both backends on these four photos; the new loaders must reproduce them.
+SCORES_BEFORE_CONTRACT = {
+    "onnxruntime": [0.8631652593612671, 0.8879004716873169, 0.9205352067947388, 0.8334725499153137],
+    "torch": [0.8631653189659119, 0.8879004120826721, 0.9205352067947388, 0.833472490310669],
+}
+
+
+@pytest.mark.parametrize("backend", sorted(SCORES_BEFORE_CONTRACT))
+def test_shipped_model_scores_unchanged(backend):
+    from skimage import data
+
+    frames = [np.ascontiguousarray(f()) for f in (data.coffee, data.astronaut, data.chelsea)]
+    frames.append(np.ascontiguousarray(data.rocket()))
+    with saliq.load("default", backend=backend) as assessor:
+        scores = [r.score for r in assessor.assess(frames, color="RGB")]
+    np.testing.assert_allclose(scores, SCORES_BEFORE_CONTRACT[backend], atol=1e-6, rtol=0)

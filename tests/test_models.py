@@ -18,7 +18,10 @@ def test_sgdnet_shapes_and_range(direct):
     model = create_model("sgdnet", direct_saliency=direct).eval()
     image = torch.randn(2, 3, 64, 96)
     prior = torch.rand(2, 1, 16, 24)
-    score, saliency = model(image, prior) if direct else model(image)
+    inputs = {"image": image, "prior": prior} if direct else {"image": image}
+    assert model.inputs == tuple(inputs)
+    out = model(inputs)
+    score, saliency = out["score"], out["saliency"]
     assert score.shape == (2,) and ((score >= 0) & (score <= 1)).all()
     assert saliency.shape == (2, 1, 4, 6) and (saliency >= 0).all()
     # the ImageNet classifier is stripped: the file carries only what SGDNet uses

@@ -11,40 +11,35 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from saliq.atomic import atomic_path
+from saliq.checkpoint import (
+    CONFIG_KEY,
+    METRICS_KEY,
+    OPTIM_PREFIX,
+    STATE_KEY,
+    load_spec,
+    read_checkpoint_info,
+    read_metadata,
+)
 from saliq.errors import ModelFormatError
 from saliq.spec import METADATA_KEY, ModelSpec
 
-from .models import create_model
+from .models import model_from_spec
 
-CONFIG_KEY = "saliq_config"
-METRICS_KEY = "saliq_metrics"
-STATE_KEY = "saliq_train_state"
-OPTIM_PREFIX = "optim."
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: no such checkpoint file")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelFormatError(
-            f"{path}: not a safetensors checkpoint ({exc}); pass a saliq .safetensors file"
-        ) from None
-    if METADATA_KEY not in meta:
-        raise ModelFormatError(
-            f"{path}: a safetensors file without a saliq spec; it was not written by saliq train"
-        )
-    return meta
-
+__all__ = [
+    "CONFIG_KEY",
+    "METRICS_KEY",
+    "OPTIM_PREFIX",
+    "STATE_KEY",
+    "load_checkpoint",
+    "load_spec",
+    "load_training_state",
+    "read_metadata",
+    "release_checkpoint",
+    "save_checkpoint",
+]
 
 def save_checkpoint(
     path: str | Path,
@@ -78,30 +73,11 @@ def save_checkpoint(
     return path
 
 
-def load_spec(path: str | Path) -> ModelSpec:
-    return ModelSpec.from_json(read_metadata(path)[METADATA_KEY], source=str(path))
-
-
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, ModelSpec, dict, dict]:
     """Build the model from its spec, load weights: (model in eval mode, spec, config, metrics)."""
-    meta = read_metadata(path)
-    spec = ModelSpec.from_json(meta[METADATA_KEY], source=str(path))
-    tensors = load_file(str(path))
-    weights = {k: v.float() for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
-    model = create_model(spec.architecture, **{**spec.model_config, "pretrained": False})
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ModelFormatError(
-            f"{path}: weights do not fit {spec.architecture} (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}); the checkpoint is from another model version"
-        )
-    model.eval()
-    return (
-        model,
-        spec,
-        json.loads(meta.get(CONFIG_KEY, "{}")),
-        json.loads(meta.get(METRICS_KEY, "{}")),
-    )
+    info = read_checkpoint_info(path)
+    model = model_from_spec(info.spec, weights_path=path)
+    return model, info.spec, info.config, info.metrics
 
 
 def load_training_state(

@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-saliency", action="store_true")
     parser.add_argument("--max-photos", type=int, default=None)
     parser.add_argument("--output", default=None, help="write the JSON report here")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="evaluate on the test photos that are present when some are missing (e.g. no "
+        "Scene data beside a fresh clone); without it a missing photo is an error",
+    )
 
 
 def _split_checkpoint(model: str, split_from: str | None) -> Path:
@@ -53,7 +59,7 @@ def _split_checkpoint(model: str, split_from: str | None) -> Path:
     return path if path.suffix == ".safetensors" else path.with_suffix(".safetensors")
 
 
-def test_items(checkpoint: Path, scene_dir: str | None):
+def test_items(checkpoint: Path, scene_dir: str | None, allow_partial: bool = False):
     """The content photos the checkpoint recorded as its test split (never seen in training)."""
     from saliq.errors import ConfigError
     from saliq.train.checkpoint import CONFIG_KEY, read_metadata
@@ -72,8 +78,19 @@ def test_items(checkpoint: Path, scene_dir: str | None):
     by_name = {item.name: item for item in pool}
     found = {k: [by_name[n] for n in names if n in by_name] for k, names in split.items()}
     missing = len(split["test"]) - len(found["test"])
+    if missing and not allow_partial:
+        raise ConfigError(
+            f"{missing} of the {len(split['test'])} test photos recorded in {checkpoint} are "
+            f"not found (scene dir {scene_dir!r}); point --scene-dir at the Scene data, or pass "
+            f"--allow-partial to evaluate the {len(found['test'])} photos present"
+        )
     if missing:
-        print(f"[saliq evaluate] {missing} test photos not found (is --scene-dir right?)")
+        print(
+            f"[saliq evaluate] --allow-partial: {missing} test photos not found; evaluating "
+            f"{len(found['test'])}"
+        )
+    if not found["test"]:
+        raise ConfigError(f"none of the test photos recorded in {checkpoint} is present")
     return found
 
 
@@ -217,7 +234,7 @@ def run(args: argparse.Namespace) -> dict:
     from saliq.assess import load
 
     checkpoint = _split_checkpoint(args.model, args.split_from)
-    splits = test_items(checkpoint, args.scene_dir)
+    splits = test_items(checkpoint, args.scene_dir, getattr(args, "allow_partial", False))
     test = splits["test"][: args.max_photos] if args.max_photos else splits["test"]
     assessor = load(args.model)
     report = {"model": str(args.model), "split_from": str(checkpoint)}

@@ -1,4 +1,9 @@
-"""Training loop: AdamW + warm-up/cosine schedule, checkpoints, resume, best-on-validation."""
+"""Training loop for every architecture: one device or many (torchrun), losses from config.
+
+The loop knows no model by name: inputs come from the model's spec, outputs are a dict, the
+loss is a weighted list of terms (``saliq.train.losses``). Checkpoints (rank 0 only) are
+written after every epoch, so a killed run resumes losing at most one epoch.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,14 @@ import json
 import math
 import random
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from saliq.atomic import write_text_atomic
+from saliq.errors import ConfigError
 from saliq.preprocess import Preprocessor
 from saliq.spec import ModelSpec
 
@@ -22,14 +27,17 @@ from .config import TrainConfig
 from .data.content import ContentItem, sample_photo_items, scene_items, split_by_photo
 from .data.distortions import quality_label
 from .data.synthetic import SyntheticGridSet, SyntheticTrainSet
-from .losses import SGDNetLoss
+from .engine.distributed import Runtime, setup_runtime, teardown_runtime, unwrap
+from .engine.optim import Schedule, build_optimizer
+from .losses import LossContext, build_loss
 from .metrics import iqa_summary
-from .models import create_model
+from .models import create_model, model_spec
 
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 LOG_NAME = "metrics.jsonl"
-SELECTION_METRIC = "grouped_srcc"  # what "best on validation" means
+SELECTION_METRIC = "grouped_srcc"  # what "best on validation" means on the synthetic grid
+BOOKKEEPING = ("level", "type_index", "photo_index")  # batch keys that are neither input nor target
 
 
 def seed_everything(seed: int) -> None:
@@ -38,13 +46,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    model = create_model(
+        config.model.architecture,
+        backbone=config.model.backbone,
+        pretrained=config.model.pretrained,
+        **config.model.kwargs,
+    )
+    if config.model.init_from:
+        from .models import model_from_spec
+
+        # a second stage: same architecture, weights of an earlier run (strictly checked)
+        start = model_from_spec(_spec(config, model), weights_path=config.model.init_from)
+        model.load_state_dict(start.state_dict())
+    return model
+
+
+def _spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
     from .models import backbone_normalisation
 
     mean, std = backbone_normalisation(config.model.backbone)
-    model_config = {"backbone": config.model.backbone, **config.model.kwargs}
-    direct = bool(config.model.kwargs.get("direct_saliency", False))
-    return ModelSpec(
+    return model_spec(
+        model,
         name=config.name,
         architecture=config.model.architecture,
         backbone=config.model.backbone,
@@ -52,10 +75,11 @@ def build_spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
         input_width=config.model.input_width,
         mean=mean,
         std=std,
-        inputs=("image", "prior") if direct else ("image",),
-        saliency_stride=model.saliency_stride,
-        model_config=model_config,
+        model_config={"backbone": config.model.backbone, **config.model.kwargs},
     )
+
+
+build_spec = _spec
 
 
 def content_splits(config: TrainConfig) -> dict[str, list[ContentItem]]:
@@ -82,23 +106,32 @@ def photo_names(items: list[ContentItem]) -> list[str]:
     return [Path(i.path).name for i in items]
 
 
+def _model_inputs(batch: dict, spec: ModelSpec, device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: batch[name].to(device, non_blocking=True) for name in spec.inputs}
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, spec: ModelSpec) -> dict[str, np.ndarray]:
+def predict(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    spec: ModelSpec,
+    device: torch.device | str = "cpu",
+) -> dict[str, np.ndarray]:
+    """Every exported output of the model over a loader, concatenated (eval mode)."""
     model.eval()
-    scores, saliency = [], []
+    collected: dict[str, list[np.ndarray]] = {name: [] for name in spec.outputs}
     for batch in loader:
-        extra = (batch["prior"],) if "prior" in spec.inputs else ()
-        score, sal = model(batch["image"], *extra)
-        scores.append(score.numpy())
-        saliency.append(sal.numpy())
-    return {"score": np.concatenate(scores), "saliency": np.concatenate(saliency)}
+        out = model(_model_inputs(batch, spec, torch.device(device)))
+        for name in spec.outputs:
+            collected[name].append(out[name].float().cpu().numpy())
+    return {name: np.concatenate(parts) for name, parts in collected.items()}
 
 
-def evaluate_grid(model, grid: SyntheticGridSet, spec: ModelSpec, batch_size: int) -> dict:
+def evaluate_grid(model, grid: SyntheticGridSet, spec: ModelSpec, batch_size: int, device="cpu"):
     from .evaluate import severity_metrics
 
     loader = DataLoader(grid, batch_size=batch_size, shuffle=False, num_workers=0)
-    scores = predict(model, loader, spec)["score"]
+    scores = predict(model, loader, spec, device)["score"]
     photos, types, levels = zip(*grid.records)
     labels = np.array([quality_label(level) for level in levels], dtype=np.float64)
     metrics = iqa_summary(scores, labels)
@@ -113,50 +146,7 @@ def _init_worker(_: int) -> None:
     set_native_threads(1)
 
 
-def _param_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
-    backbone, head = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (backbone if name.startswith("backbone.") else head).append(param)
-    return [
-        {"params": backbone, "lr": config.optim.lr * config.optim.backbone_lr_scale},
-        {"params": head, "lr": config.optim.lr},
-    ]
-
-
-def _schedule(total_steps: int, warmup: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train per ``config``; returns the path of the best checkpoint."""
-    from tqdm import tqdm
-
-    torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    out_dir = Path(config.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    model = create_model(
-        config.model.architecture,
-        backbone=config.model.backbone,
-        pretrained=config.model.pretrained,
-        **config.model.kwargs,
-    )
-    if config.model.init_from:
-        from safetensors.torch import load_file
-
-        weights = load_file(config.model.init_from)
-        model.load_state_dict(
-            {k: v.float() for k, v in weights.items() if not k.startswith("optim.")}
-        )
-    spec = build_spec(config, model)
+def _datasets(config: TrainConfig, spec: ModelSpec):
     pre = Preprocessor.from_spec(spec)
     splits = content_splits(config)
     types = None
@@ -176,98 +166,216 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     )
     val_items = splits["val"][: config.data.val_photos]
     val_set = SyntheticGridSet(val_items, pre, spec.saliency_size, types=types, seed=config.seed)
-    run_config = config.to_dict()
-    run_config["split"] = {k: photo_names(v) for k, v in splits.items()}
+    split = {k: photo_names(v) for k, v in splits.items()}
+    return train_set, val_set, split
 
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, config), weight_decay=config.optim.weight_decay
+
+def _per_rank_batch(config: TrainConfig, runtime: Runtime) -> int:
+    if config.optim.batch_size % runtime.world_size:
+        raise ConfigError(
+            f"optim.batch_size={config.optim.batch_size} (global) must divide evenly over "
+            f"{runtime.world_size} processes"
+        )
+    return config.optim.batch_size // runtime.world_size
+
+
+def _loader(train_set, config: TrainConfig, runtime: Runtime, epoch: int) -> DataLoader:
+    # One sampler for 1 and N processes: the same seeded permutation, rank r taking every
+    # world_size-th index, so N processes see exactly one process's global batches.
+    sampler = DistributedSampler(
+        train_set,
+        num_replicas=runtime.world_size,
+        rank=runtime.rank,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
     )
-    steps_per_epoch = math.ceil(len(train_set) / config.optim.batch_size)
+    sampler.set_epoch(epoch)
+    return DataLoader(
+        train_set,
+        batch_size=_per_rank_batch(config, runtime),
+        sampler=sampler,
+        drop_last=True,
+        num_workers=config.num_workers,
+        worker_init_fn=_init_worker,
+        persistent_workers=False,
+        pin_memory=runtime.device.type == "cuda",
+    )
+
+
+def _steps_per_epoch(n_items: int, config: TrainConfig) -> int:
+    steps = n_items // config.optim.batch_size
     if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = steps_per_epoch * config.optim.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(total_steps, config.optim.warmup_steps)
-    )
-    criterion = SGDNetLoss(config.alpha)
+        steps = min(steps, config.max_steps_per_epoch)
+    if steps < 1:
+        raise ConfigError(
+            f"{n_items} training items make no full batch of {config.optim.batch_size}; "
+            "lower optim.batch_size or add data"
+        )
+    return steps
 
-    start_epoch, best_value, history = 0, -math.inf, []
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train per ``config``; returns the path of the best checkpoint."""
+    runtime = setup_runtime(config.device, config.precision)
+    try:
+        return _train(config, runtime, resume, progress)
+    finally:
+        teardown_runtime(runtime)
+
+
+def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) -> Path:
+    from tqdm import tqdm
+
+    torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    out_dir = Path(config.output_dir)
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    log = print if runtime.is_main else (lambda *a, **k: None)
+
+    model = build_model(config)
+    spec = _spec(config, model)
+    criterion = build_loss(config.loss)
+    train_set, val_set, split = _datasets(config, spec)
+    run_config = config.to_dict()
+    run_config["split"] = split
+
+    model.to(runtime.device)
+    optimizer = build_optimizer(model, config.optim)
+    steps_per_epoch = _steps_per_epoch(len(train_set), config)
+    schedule = Schedule(optimizer, config.optim, steps_per_epoch)
+    scaler = runtime.grad_scaler()
+
+    start_epoch, best_value, history, stale = 0, -math.inf, [], 0
     last_path, best_path = out_dir / LAST_NAME, out_dir / BEST_NAME
     if resume and last_path.is_file():
         state = load_training_state(last_path, model, optimizer)
         start_epoch, best_value, history = state["epoch"], state["best_value"], state["history"]
-        with warnings.catch_warnings():  # fast-forwarding the schedule, no optimizer step
-            warnings.simplefilter("ignore")
-            for _ in range(start_epoch * steps_per_epoch):
-                scheduler.step()
-        print(f"[saliq train] resumed from {last_path} at epoch {start_epoch}")
+        stale = state.get("epochs_since_best", 0)
+        if "schedule" in state:
+            schedule.load_state_dict(state["schedule"])
+        log(f"[saliq train] resumed from {last_path} at epoch {start_epoch}")
+    elif resume:
+        log(f"[saliq train] no {last_path} to resume from; starting at epoch 1")
 
+    net = model
+    if runtime.distributed:
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def forward(module, inputs: dict) -> dict[str, torch.Tensor]:
+        with runtime.autocast():
+            out = module(inputs)
+        return {k: v.float() for k, v in out.items()}  # losses in float32 whatever the autocast
+
+    def extra_pass(inputs: dict) -> dict[str, torch.Tensor]:
+        # Extra passes (flip consistency) use the inner module: DDP expects one forward of
+        # its wrapper per backward; the gradients still reach the same parameters.
+        return forward(unwrap(net), inputs)
+
+    patience = config.optim.early_stopping_patience
     for epoch in range(start_epoch, config.optim.epochs):
-        train_set.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-        loader = DataLoader(
-            train_set,
-            batch_size=config.optim.batch_size,
-            shuffle=True,
-            drop_last=True,
-            num_workers=config.num_workers,
-            generator=generator,
-            worker_init_fn=_init_worker,
-            persistent_workers=False,
-        )
-        model.train()
-        sums = {"loss": 0.0, "quality": 0.0, "saliency": 0.0}
+        if patience is not None and stale >= patience:
+            log(f"[saliq train] early stop: no better validation for {stale} epochs")
+            break
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        loader = _loader(train_set, config, runtime, epoch)
+        net.train()
+        sums: dict[str, float] = {}
         started = time.perf_counter()
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{config.optim.epochs}",
-            disable=not progress,
+            disable=not (progress and runtime.is_main),
             unit="step",
         )
-        for step, batch in enumerate(loader):
-            if step >= steps_per_epoch:
+        n_steps = 0
+        for batch in loader:
+            if n_steps >= steps_per_epoch:
                 break
-            extra = (batch["prior"],) if "prior" in spec.inputs else ()
-            score, saliency = model(batch["image"], *extra)
-            losses = criterion(score, saliency, batch["score"], batch["saliency"])
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            optimizer.step()
-            scheduler.step()
-            for key in sums:
-                sums[key] += float(losses[key].detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.4f}")
-        bar.close()
-        n_steps = max(1, min(steps_per_epoch, len(loader)))
-        record = {"epoch": epoch + 1, **{f"train_{k}": v / n_steps for k, v in sums.items()}}
-        record["train_seconds"] = time.perf_counter() - started
-        record["images_per_second"] = n_steps * config.optim.batch_size / record["train_seconds"]
-        record.update(
-            {
-                f"val_{k}": v
-                for k, v in evaluate_grid(model, val_set, spec, config.optim.batch_size).items()
+            inputs = _model_inputs(batch, spec, runtime.device)
+            targets = {
+                k: v.to(runtime.device, non_blocking=True)
+                for k, v in batch.items()
+                if k not in spec.inputs
             }
-        )
-        history.append(record)
-        print(
-            "[saliq train] "
-            + "  ".join(
-                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+            outputs = forward(net, inputs)
+            ctx = LossContext(extra_pass, inputs, outputs, targets)
+            losses = criterion(ctx)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(losses["loss"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                losses["loss"].backward()
+                optimizer.step()
+            schedule.after_step()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            n_steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / n_steps:.4f}")
+        bar.close()
+        sums = _mean_over_ranks(sums, runtime)
+        seconds = time.perf_counter() - started
+        record: dict = {"epoch": epoch + 1}
+        record.update({f"train_{k}": v / max(1, n_steps) for k, v in sums.items()})
+        record["train_seconds"] = seconds
+        record["images_per_second"] = n_steps * config.optim.batch_size / max(seconds, 1e-9)
+        value = math.nan
+        if runtime.is_main:
+            metrics = evaluate_grid(
+                model, val_set, spec, _per_rank_batch(config, runtime), runtime.device
             )
-        )
-        value = record[f"val_{SELECTION_METRIC}"]
-        if value > best_value or not best_path.exists():
-            best_value = max(best_value, value) if not math.isnan(value) else best_value
-            save_checkpoint(best_path, model, spec, run_config, record)
-        save_checkpoint(
-            last_path,
-            model,
-            spec,
-            run_config,
-            record,
-            optimizer=optimizer,
-            state={"epoch": epoch + 1, "best_value": best_value, "history": history},
-        )
-        write_text_atomic(out_dir / LOG_NAME, "".join(json.dumps(h) + "\n" for h in history))
+            record.update({f"val_{k}": v for k, v in metrics.items()})
+            value = record[f"val_{SELECTION_METRIC}"]
+        value = _broadcast(value, runtime)
+        schedule.after_epoch(value)
+        improved = math.isfinite(value) and value > best_value
+        stale = 0 if improved else stale + 1
+        history.append(record)
+        log("[saliq train] " + "  ".join(_fmt(k, v) for k, v in record.items()))
+        if runtime.is_main:
+            if improved or not best_path.exists():
+                best_value = max(best_value, value) if math.isfinite(value) else best_value
+                save_checkpoint(best_path, model, spec, run_config, record)
+            state = {
+                "epoch": epoch + 1,
+                "best_value": best_value,
+                "history": history,
+                "epochs_since_best": stale,
+                "schedule": schedule.state_dict(),
+            }
+            save_checkpoint(
+                last_path, model, spec, run_config, record, optimizer=optimizer, state=state
+            )
+            write_text_atomic(out_dir / LOG_NAME, "".join(json.dumps(h) + "\n" for h in history))
+        best_value = _broadcast(best_value, runtime)
+        runtime.barrier()
     return best_path
+
+
+def _mean_over_ranks(sums: dict[str, float], runtime: Runtime) -> dict[str, float]:
+    """Logged training losses over the global batch, not rank 0's shard."""
+    if not runtime.distributed or not sums:
+        return sums
+    keys = sorted(sums)
+    values = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=runtime.device)
+    torch.distributed.all_reduce(values)
+    return {k: float(v) / runtime.world_size for k, v in zip(keys, values.tolist())}
+
+
+def _broadcast(value: float, runtime: Runtime) -> float:
+    """Rank 0's number on every rank (the validation metric drives every rank's schedule)."""
+    if not runtime.distributed:
+        return value
+    holder = torch.tensor([value], dtype=torch.float64, device=runtime.device)
+    torch.distributed.broadcast(holder, src=0)
+    return float(holder.item())
+
+
+def _fmt(key: str, value) -> str:
+    return f"{key}={value:.4f}" if isinstance(value, float) else f"{key}={value}"

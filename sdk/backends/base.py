@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..errors import InvalidImageError
+from ..errors import BackendClosedError, InvalidImageError, ModelFormatError
 from ..spec import ModelSpec
 
 MAX_BATCH = 256  # per infer() call; the Assessor chunks larger lists
@@ -21,11 +21,17 @@ class Backend(ABC):
         self.spec = spec
         self.device = device
 
+        self.closed = False
+
     def expected_shape(self, input_name: str) -> tuple[int, ...]:
-        h, w = self.spec.input_size
-        return {"image": (3, h, w), "gradient": (1, h, w), "prior": (1, h // 4, w // 4)}[input_name]
+        return self.spec.tensor_shape(input_name)
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model; returns exactly the spec's outputs, each [N, *per-sample shape]."""
+        if self.closed:
+            raise BackendClosedError(
+                f"{self.name}: this model was closed; open it again with saliq.load(...)"
+            )
         missing = set(self.spec.inputs) - set(inputs)
         if missing:
             raise InvalidImageError(f"{self.name}: missing model inputs {sorted(missing)}")
@@ -39,7 +45,16 @@ class Backend(ABC):
                 raise InvalidImageError(f"{self.name}: input {name!r} contains NaN or inf")
         if not batch or batch > MAX_BATCH:
             raise InvalidImageError(f"{self.name}: batch size {batch} outside 1..{MAX_BATCH}")
-        return self._infer({name: np.ascontiguousarray(inputs[name]) for name in self.spec.inputs})
+        outputs = self._infer(
+            {name: np.ascontiguousarray(inputs[name]) for name in self.spec.inputs}
+        )
+        missing_out = [name for name in self.spec.outputs if name not in outputs]
+        if missing_out:
+            raise ModelFormatError(
+                f"{self.name}: the model produced no {missing_out} although its spec lists "
+                f"them; re-export it with this saliq"
+            )
+        return {name: outputs[name] for name in self.spec.outputs}
 
     def check_shapes(self, shapes: dict[str, tuple[int, ...]]) -> int:
         """Each input is [N, *expected_shape] with one N for all; returns N."""
@@ -60,8 +75,14 @@ class Backend(ABC):
     @abstractmethod
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def close(self) -> None:  # noqa: B027  (optional hook)
-        """Release runtime resources (sessions, contexts)."""
+    def close(self) -> None:
+        """Release runtime resources (sessions, contexts); later calls raise a clear error."""
+        if not self.closed:
+            self.closed = True
+            self._close()
+
+    def _close(self) -> None:  # noqa: B027  (optional hook)
+        """Subclasses release their sessions/contexts here (called once)."""
 
     def __enter__(self) -> Backend:
         return self

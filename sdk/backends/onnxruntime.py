@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFormatError
-from ..spec import METADATA_KEY, ModelSpec
+from ..spec import ModelSpec
 from .base import Backend
 
 PROVIDER_PREFERENCE = (
@@ -40,12 +40,13 @@ def read_onnx_spec(path: str | Path) -> ModelSpec:
 
 
 def _spec_of(session, path) -> ModelSpec:
-    meta = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in meta:
-        raise ModelFormatError(
-            f"{path}: an ONNX model without a saliq spec; export it with `saliq export onnx`"
-        )
-    return ModelSpec.from_json(meta[METADATA_KEY], source=str(path))
+    spec = ModelSpec.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+    spec.check_graph(
+        {i.name: i.shape for i in session.get_inputs()},
+        {o.name: o.shape for o in session.get_outputs()},
+        source=str(path),
+    )
+    return spec
 
 
 class OnnxRuntimeBackend(Backend):
@@ -85,5 +86,5 @@ class OnnxRuntimeBackend(Backend):
         self.session.run_with_iobinding(binding)
         return dict(zip(self.output_names, binding.copy_outputs_to_cpu()))
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.session = None

@@ -533,7 +533,7 @@ class TensorRTBackend(Backend):
         if not state.context.execute_async_v3(state.stream.handle):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
 
-    def close(self) -> None:
+    def _close(self) -> None:
         threads = getattr(self, "_threads", None)
         if threads is not None:
             self._api.set_device(self.device_index)

@@ -1,4 +1,8 @@
-"""PyTorch backend: runs a training checkpoint (.safetensors) directly."""
+"""PyTorch backend: runs a training checkpoint (.safetensors) directly.
+
+It needs torch and the architecture definitions (``saliq.train.models``), both imported only
+when this backend is chosen; checkpoints are read by the runtime's own reader.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import read_checkpoint_info
 from ..errors import BackendUnavailableError
 from .base import Backend
 
@@ -25,20 +30,20 @@ class TorchBackend(Backend):
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0) -> None:
         torch = _torch()
-        from saliq.train.checkpoint import load_checkpoint
+        from saliq.train.models.contract import model_from_spec
 
-        model, spec, _, _ = load_checkpoint(path)
+        spec = read_checkpoint_info(path).spec
         super().__init__(spec, device=device)
         if threads:
             torch.set_num_threads(threads)
-        self.model = model.to(device)
+        self.model = model_from_spec(spec, weights_path=path).to(device)
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = _torch()
         with torch.inference_mode():
-            args = [torch.from_numpy(inputs[name]).to(self.device) for name in self.spec.inputs]
-            score, saliency = self.model(*args)
-        return {"score": score.cpu().numpy(), "saliency": saliency.cpu().numpy()}
+            named = {name: torch.from_numpy(inputs[name]).to(self.device) for name in inputs}
+            out = self.model(named)
+        return {name: out[name].float().cpu().numpy() for name in self.spec.outputs}
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self.model = None

@@ -15,13 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saliq.preprocess import PRIOR_STRIDE
+
 from .blocks import MultiLevelFuse, ScoreMLP, SqueezeExcite, freeze_batchnorm
+from .contract import IQAModel
 from .registry import create_backbone, register_model
 
 SALIENCY_BIAS_INIT = 1.0  # start the ReLU saliency head alive everywhere (uniform weighting)
 
 
-class SGDNet(nn.Module):
+class SGDNet(IQAModel):
+    outputs = ("score", "saliency")
+    aux_outputs = ("features",)  # the pooled saliency-weighted features (consistency losses)
+
     def __init__(
         self,
         backbone: str = "efficientnet_lite0",
@@ -48,6 +54,8 @@ class SGDNet(nn.Module):
         self.fuse = MultiLevelFuse(channels, feature_dim)
         self.se = SqueezeExcite(feature_dim) if use_se else nn.Identity()
         self.direct_saliency = direct_saliency
+        # The direct variant reads the saliency map (the preprocessing prior) as an input.
+        self.inputs = ("image", "prior") if direct_saliency else ("image",)
         if not direct_saliency:
             self.saliency_head = nn.Conv2d(feature_dim, 1, 1)
             nn.init.constant_(self.saliency_head.bias, SALIENCY_BIAS_INIT)
@@ -63,20 +71,18 @@ class SGDNet(nn.Module):
         freeze_batchnorm(self.backbone)
         return self
 
-    def forward(
-        self, image: torch.Tensor, prior: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.backbone.forward_features(image)
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feats = self.backbone.forward_features(inputs["image"])
         f_raw = F.relu(self.fuse([feats[i] for i in self.levels]))
         if self.direct_saliency:
-            if prior is None:
-                raise ValueError("direct SGDNet needs the `prior` input")
-            saliency = F.adaptive_avg_pool2d(prior, f_raw.shape[-2:])
+            # The prior is at stride 4; a fixed kernel (not an adaptive pool to a traced
+            # size) keeps the graph exportable with a dynamic batch.
+            kernel = self.saliency_stride // PRIOR_STRIDE
+            saliency = F.avg_pool2d(inputs["prior"], kernel) if kernel > 1 else inputs["prior"]
         else:
             saliency = F.relu(self.saliency_head(f_raw))
-        weighted = self.se(f_raw) * saliency
-        score = self.head(weighted.mean((2, 3)))
-        return score, saliency
+        pooled = (self.se(f_raw) * saliency).mean((2, 3))
+        return {"score": self.head(pooled), "saliency": saliency, "features": pooled}
 
 
 def _drop_classifier(backbone: nn.Module) -> None:

@@ -1,0 +1,1 @@
+"""Training engine: where it runs (device, precision, processes) and how it steps."""
