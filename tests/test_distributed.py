@@ -32,7 +32,10 @@ def _overrides(out_dir: Path, cache: Path) -> list[str]:
         "precision": "fp32",
         "model.input_height": 64,
         "model.input_width": 64,
-        "model.kwargs": "{frozen_prefixes: [stem., stages.0., stages.1.], dropout: 0.0}",
+        "model.kwargs": (
+            "{frozen_prefixes: [stem., stages.0., stages.1.], dropout: 0.0, drop_connect: false}"
+        ),
+        "optim.lr": 1e-4,
         "data.cache_dir": str(cache),
         "data.val_photos": 1,
         "optim.epochs": 1,
@@ -91,7 +94,11 @@ def create_start_weights() -> dict:
         ROOT / "configs" / "smoke.yaml",
         {"seed": 3, "model.input_height": 64, "model.input_width": 64},
     )
-    config.model.kwargs = {"frozen_prefixes": ["stem.", "stages.0.", "stages.1."], "dropout": 0.0}
+    config.model.kwargs = {
+        "frozen_prefixes": ["stem.", "stages.0.", "stages.1."],
+        "dropout": 0.0,
+        "drop_connect": False,
+    }
     seed_everything(config.seed)
     model = build_model(config)
     return {k: v for k, v in model.state_dict().items() if k.startswith("head.")}

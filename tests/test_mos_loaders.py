@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
@@ -14,14 +16,20 @@ from scipy.io import savemat
 from saliq.errors import ConfigError, InvalidImageError
 from saliq.preprocess import Preprocessor
 from saliq.train.data.mos import (
+    SPAQ_ANNOTATIONS,
     MosDataset,
     load_generic_csv,
     load_kadid10k,
     load_koniq10k,
     load_live_challenge,
     load_pyiqa_meta,
+    load_spaq,
     normalise_score,
 )
+from saliq.train.data.xlsx import read_xlsx_rows
+
+_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 
 def _png(path: Path, seed: int = 0) -> None:
@@ -44,6 +52,7 @@ def test_koniq10k(tmp_path: Path) -> None:
     )
     recs = load_koniq10k(tmp_path)
     assert [r.score for r in recs] == [0.5, 1.0] and recs[0].raw == 3.0
+    assert recs[0].dist == (0.0, 0.0, 1.0, 0.0, 0.0) and recs[1].dist == (0, 0, 0, 0, 1.0)
     assert recs[1].path == str(tmp_path / "1024x768" / "b.jpg")
     (tmp_path / "bad.csv").write_text("image_name,score\na.jpg,3\n")
     with pytest.raises(ConfigError, match=r"bad\.csv.*MOS"):
@@ -130,3 +139,108 @@ def test_mos_dataset(tmp_path: Path) -> None:
     assert item["level"].dtype == torch.int64
     with pytest.raises(InvalidImageError, match="missing.png"):
         ds[1]
+
+
+def _xlsx(path: Path, rows: list[list[object]], sheet_part: str = "worksheets/data.xml") -> None:
+    """A minimal .xlsx as Excel writes one: shared strings (one rich-text), an inline string,
+    numbers, a cell without an ``r`` reference, and the sheet found through the workbook rels."""
+    shared: list[str] = []
+    xml_rows = []
+    for r, row in enumerate(rows, start=1):
+        cells = []
+        for c, value in enumerate(row):
+            ref = f"{chr(ord('A') + c)}{r}"
+            if value is None:
+                continue  # empty cell: absent, as Excel writes it
+            if isinstance(value, str) and value.startswith("inline:"):
+                text = escape(value[len("inline:") :])
+                cells.append(f'<c r="{ref}" t="inlineStr"><is><t>{text}</t></is></c>')
+            elif isinstance(value, str):
+                shared.append(value)
+                cells.append(f'<c r="{ref}" t="s"><v>{len(shared) - 1}</v></c>')
+            elif c == len(row) - 1 and r > 1 and row[c - 1] is not None:
+                cells.append(f"<c><v>{value}</v></c>")  # no r: follows the previous cell
+            else:
+                cells.append(f'<c r="{ref}"><v>{value}</v></c>')
+        xml_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
+    items = []
+    for i, text in enumerate(shared):
+        if i == 0:  # the header's first cell as rich text runs, with a phonetic hint to skip
+            half = len(text) // 2
+            items.append(
+                f"<si><r><t>{escape(text[:half])}</t></r><r><rPr><b/></rPr>"
+                f'<t xml:space="preserve">{escape(text[half:])}</t></r><rPh><t>x</t></rPh></si>'
+            )
+        else:
+            items.append(f"<si><t>{escape(text)}</t></si>")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            "xl/workbook.xml",
+            f'<workbook xmlns="{_NS}" xmlns:r="{_REL_NS}"><sheets>'
+            '<sheet name="MOS" sheetId="1" r:id="rId7"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            f'<Relationship Id="rId7" Type="{_REL_NS}/worksheet" Target="{sheet_part}"/>'
+            "</Relationships>",
+        )
+        z.writestr(
+            "xl/sharedStrings.xml",
+            f'<sst xmlns="{_NS}" count="{len(shared)}">{"".join(items)}</sst>',
+        )
+        z.writestr(
+            f"xl/{sheet_part}",
+            f'<worksheet xmlns="{_NS}"><sheetData>{"".join(xml_rows)}</sheetData></worksheet>',
+        )
+
+
+def test_read_xlsx_rows(tmp_path: Path) -> None:
+    _xlsx(
+        tmp_path / "t.xlsx",
+        [["Image name", "MOS", None, "Note"], ["inline:a&b.jpg", 42.5, 3, 7]],
+    )
+    # The header's gap stays a gap (cells are placed by their reference, not their order).
+    assert read_xlsx_rows(tmp_path / "t.xlsx") == [
+        ["Image name", "MOS", "", "Note"],
+        ["a&b.jpg", "42.5", "3", "7"],
+    ]
+    (tmp_path / "x.xlsx").write_bytes(b"PK not really")
+    with pytest.raises(ConfigError, match="not an .xlsx"):
+        read_xlsx_rows(tmp_path / "x.xlsx")
+    with zipfile.ZipFile(tmp_path / "dtd.xlsx", "w") as z:
+        z.writestr("xl/worksheets/sheet1.xml", '<!DOCTYPE x [<!ENTITY a "aaaa">]><worksheet/>')
+    with pytest.raises(ConfigError, match="DTD"):
+        read_xlsx_rows(tmp_path / "dtd.xlsx")
+
+
+def test_spaq_xlsx_and_csv_export(tmp_path: Path) -> None:
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "TestImage").mkdir()
+    rows = [
+        ["Image name", "MOS", "Brightness", "Colorfulness", "Contrast", "Noisiness", "Sharpness"],
+        ["00001.jpg", 42.5, 40, 41, 42, 43, 44],
+        ["00002.jpg", 100, 90, 91, 92, 93, 94],
+        ["00003.jpg", 0, 10, 11, 12, 13, 14],
+    ]
+    _xlsx(tmp_path / SPAQ_ANNOTATIONS, rows)
+    recs = load_spaq(tmp_path)
+    assert [r.score for r in recs] == [0.425, 1.0, 0.0] and recs[0].raw == 42.5
+    assert recs[1].path == str(tmp_path / "TestImage" / "00002.jpg")
+    assert recs[0].dist is None and recs[0].split is None  # no released distribution/split
+    (tmp_path / SPAQ_ANNOTATIONS).unlink()
+    (tmp_path / "Annotations" / "MOS and Image attribute scores.csv").write_text(
+        "Image name,MOS,Brightness\n00001.jpg,42.5,40\n00002.jpg,100,90\n"
+    )
+    assert [r.score for r in load_spaq(tmp_path)] == [0.425, 1.0]
+    (tmp_path / "other.csv").write_text("Image name,mos\n00001.jpg,1\n")
+    with pytest.raises(ConfigError, match="MOS"):
+        load_spaq(tmp_path, annotations="other.csv")
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    with pytest.raises(ConfigError, match="save it as .xlsx or CSV"):
+        load_spaq(tmp_path, annotations="old.xls")
+    _xlsx(tmp_path / "bad.xlsx", [["Image name", "MOS"], ["00001.jpg", 101]])
+    with pytest.raises(ConfigError, match="range"):
+        load_spaq(tmp_path, annotations="bad.xlsx")
+    with pytest.raises(ConfigError, match="SPAQ annotations not found"):
+        load_spaq(tmp_path / "nowhere")

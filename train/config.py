@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from saliq.errors import ConfigError
+
+from .data.labels import DIST_SIGMA
 
 
 @dataclass
@@ -22,7 +27,29 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """Where training data comes from (docs/data.md); train/data/sources.py builds it."""
+
+    SOURCES: ClassVar[tuple[str, ...]] = ("synthetic", "koniq", "kadid", "livec", "spaq", "csv")
+    CSV_KEYS: ClassVar[tuple[str, ...]] = (
+        "path",  # the CSV, relative to data.root when that is set
+        "score_min",
+        "score_max",
+        "higher_is_better",
+        "format",  # generic (image,score[,split][,group]) | pyiqa (meta_info_*.csv)
+        "image_dir",  # default: the CSV's folder (generic) / data.root (pyiqa)
+        "split_file",  # pyiqa split table as JSON
+        "split_index",
+    )
+
+    source: str = "synthetic"  # synthetic | koniq | kadid | livec | spaq | csv
+    root: str | None = None  # the real data set's release folder (all but synthetic, csv)
+    annotations: str | None = None  # override the label file (relative to root)
+    image_dir: str | None = None  # override the image folder (relative to root)
+    crop: list[int] | None = None  # [h, w] native-resolution crop of MOS photos; null: whole
+    csv: dict = field(default_factory=dict)  # options of source "csv", keys in CSV_KEYS
+    dist_sigma: float = DIST_SIGMA  # width of the Gaussian score_dist around a label
     scene_dir: str | None = "../shared/data/scene"
+    allow_sample_fallback: bool = False  # missing scene_dir: warn and use sample photos
     sample_photos: bool = True
     cache_dir: str = "work_data/samples"
     split_seed: int = 0
@@ -34,15 +61,81 @@ class DataConfig:
     pristine_prob: float = 0.1
     val_photos: int = 20  # validation grid photos per epoch (all types x levels each)
 
+    def __post_init__(self) -> None:
+        # Checked at load time so a typo fails before any data is read.
+        if self.source not in self.SOURCES:
+            raise ConfigError(
+                f"data.source={self.source!r} is unknown; use one of {', '.join(self.SOURCES)}"
+            )
+        if self.crop is not None:
+            crop = self.crop
+            if (
+                not isinstance(crop, list | tuple)
+                or len(crop) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in crop)
+            ):
+                raise ConfigError(f"data.crop must be null or [height, width], got {crop!r}")
+            self.crop = [int(crop[0]), int(crop[1])]
+        if not isinstance(self.csv, dict):
+            raise ConfigError(f"data.csv must be a mapping of options, got {self.csv!r}")
+        unknown = sorted(set(self.csv) - set(self.CSV_KEYS))
+        if unknown:
+            raise ConfigError(f"data.csv: unknown keys {unknown}; allowed: {list(self.CSV_KEYS)}")
+        if not (isinstance(self.dist_sigma, int | float) and self.dist_sigma > 0):
+            raise ConfigError(f"data.dist_sigma must be > 0, got {self.dist_sigma!r}")
+        fractions = (self.val_fraction, self.test_fraction)
+        if min(fractions) < 0 or sum(fractions) >= 1:
+            raise ConfigError(
+                f"data.val_fraction + data.test_fraction must be in [0, 1), got {fractions}"
+            )
+
+
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "step", "plateau", "constant")
+
 
 @dataclass
 class OptimConfig:
     epochs: int = 10
-    batch_size: int = 16
+    batch_size: int = 16  # global: split over data-parallel processes
+    optimizer: str = "adamw"  # adamw | adam (the seeds' Adam)
     lr: float = 3e-4
     backbone_lr_scale: float = 0.3
     weight_decay: float = 1e-4
+    # cosine: linear warm-up then cosine to 0 (per step); step: x gamma every step_epochs;
+    # plateau: x gamma after plateau_patience epochs without a better validation metric.
+    schedule: str = "cosine"
     warmup_steps: int = 50
+    step_epochs: int = 10
+    gamma: float = 0.1
+    plateau_patience: int = 2
+    early_stopping_patience: int | None = None  # stop after this many epochs without a new best
+
+    def __post_init__(self) -> None:
+        _choice("optim.optimizer", self.optimizer, OPTIMIZERS)
+        _choice("optim.schedule", self.schedule, SCHEDULES)
+        for name in ("epochs", "batch_size", "step_epochs", "plateau_patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"optim.{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr={self.lr} must be > 0")
+
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def sgdnet_loss_config(alpha: float = 0.25) -> list[dict]:
+    """SGDNet's loss as configuration: L1 / (1 + a) + a * TV / (1 + a) (the authors' code).
+
+    The labels ``quality`` / ``saliency`` are the keys logged for the two terms.
+    """
+    if not alpha >= 0:
+        raise ConfigError(f"alpha must be >= 0, got {alpha}")
+    return [
+        {"name": "l1", "weight": 1.0 / (1.0 + alpha), "label": "quality"},
+        {"name": "tv", "on": "saliency", "weight": alpha / (1.0 + alpha), "label": "saliency"},
+    ]
 
 
 @dataclass
@@ -50,13 +143,29 @@ class TrainConfig:
     name: str = "saliq-sgdnet-lite0"
     seed: int = 0
     output_dir: str = "runs/default"
-    alpha: float = 0.25  # SGDNet saliency-loss weight a: weights 1/(1+a), a/(1+a)
+    # Weighted loss terms (saliq.train.losses); the default is SGDNet's with a = 0.25.
+    loss: list[dict] = field(default_factory=sgdnet_loss_config)
+    device: str = "auto"  # auto: CUDA when available, else CPU
+    precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else fp16; fp32 on CPU
     threads: int = 2
     num_workers: int = 1
     max_steps_per_epoch: int | None = None  # for smoke tests
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        if not self.loss:
+            raise ConfigError("loss: list at least one term, e.g. [{name: l1, weight: 1.0}]")
+        # YAML 1.1 reads a bare `on:` key as the boolean true; give the term its key back.
+        self.loss = [
+            {("on" if key is True else key): value for key, value in entry.items()}
+            if isinstance(entry, dict)
+            else entry
+            for entry in self.loss
+        ]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -73,12 +182,65 @@ class TrainConfig:
         return _build(cls, kwargs, "config")
 
 
+_MOVED = {
+    "alpha": "SGDNet's alpha is now a loss weight: loss: [{name: l1, weight: 0.8}, "
+    "{name: tv, on: saliency, weight: 0.2}] (see docs/losses.md)"
+}
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r}: choose one of {', '.join(allowed)}")
+
+
+def _check_type(where: str, value: object, hint: object) -> object:
+    """Check (and mildly coerce: int -> float, list -> tuple stays list) one config value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(where, value, option)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    expected = origin or hint
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    names = {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        list: "a list",
+        dict: "a mapping",
+    }
+    if expected in names:
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{where}={value!r} must be {names[expected]}")
+    return value
+
+
 def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
+    for key in sorted(unknown & set(_MOVED)):
+        raise ConfigError(f"{where}.{key}: {_MOVED[key]}")
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(names)}")
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    checked = {}
+    for key, value in values.items():
+        if dataclasses.is_dataclass(value):
+            checked[key] = value
+        else:
+            checked[key] = _check_type(f"{where}.{key}", value, hints[key])
+    return cls(**checked)
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:

@@ -24,9 +24,9 @@ from saliq.spec import ModelSpec
 
 from .checkpoint import load_training_state, save_checkpoint
 from .config import TrainConfig
-from .data.content import ContentItem, sample_photo_items, scene_items, split_by_photo
-from .data.distortions import quality_label
-from .data.synthetic import SyntheticGridSet, SyntheticTrainSet
+from .data.samplers import RankingBatchSampler
+from .data.sources import build_datasets
+from .data.synthetic import SyntheticGridSet
 from .engine.distributed import Runtime, setup_runtime, teardown_runtime, unwrap
 from .engine.optim import Schedule, build_optimizer
 from .losses import LossContext, build_loss
@@ -36,8 +36,8 @@ from .models import create_model, model_spec
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 LOG_NAME = "metrics.jsonl"
-SELECTION_METRIC = "grouped_srcc"  # what "best on validation" means on the synthetic grid
-BOOKKEEPING = ("level", "type_index", "photo_index")  # batch keys that are neither input nor target
+GROUPED = "grouped_srcc"  # mean SRCC(score, -level) over (photo, type) severity series
+RANKING_TERM = "tres_ranking"  # needs batches without tied extreme labels
 
 
 def seed_everything(seed: int) -> None:
@@ -82,30 +82,6 @@ def _spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
 build_spec = _spec
 
 
-def content_splits(config: TrainConfig) -> dict[str, list[ContentItem]]:
-    items: list[ContentItem] = []
-    if config.data.scene_dir:
-        scene_dir = Path(config.data.scene_dir)
-        if scene_dir.is_dir():
-            items += scene_items(scene_dir)
-        else:
-            print(f"[saliq train] Scene data not found at {scene_dir}; using sample photos only")
-    if config.data.sample_photos:
-        items += sample_photo_items(config.data.cache_dir)
-    if len(items) < 3:
-        raise ValueError("need at least 3 content photos (train/val/test); set data.scene_dir")
-    train_frac = 1.0 - config.data.val_fraction - config.data.test_fraction
-    return split_by_photo(
-        items,
-        (train_frac, config.data.val_fraction, config.data.test_fraction),
-        seed=config.data.split_seed,
-    )
-
-
-def photo_names(items: list[ContentItem]) -> list[str]:
-    return [Path(i.path).name for i in items]
-
-
 def _model_inputs(batch: dict, spec: ModelSpec, device: torch.device) -> dict[str, torch.Tensor]:
     return {name: batch[name].to(device, non_blocking=True) for name in spec.inputs}
 
@@ -127,16 +103,23 @@ def predict(
     return {name: np.concatenate(parts) for name, parts in collected.items()}
 
 
-def evaluate_grid(model, grid: SyntheticGridSet, spec: ModelSpec, batch_size: int, device="cpu"):
+def evaluate_validation(model, val_set, spec: ModelSpec, batch_size: int, device="cpu") -> dict:
+    """SRCC/PLCC/KRCC/RMSE against the labels, plus on the synthetic grid the mean SRCC per
+    (photo, type) severity series; ``selection_metric`` picks the best checkpoint."""
     from .evaluate import severity_metrics
 
-    loader = DataLoader(grid, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=0)
     scores = predict(model, loader, spec, device)["score"]
-    photos, types, levels = zip(*grid.records)
-    labels = np.array([quality_label(level) for level in levels], dtype=np.float64)
-    metrics = iqa_summary(scores, labels)
-    metrics[SELECTION_METRIC] = severity_metrics(scores, levels, photos, types)[SELECTION_METRIC]
+    metrics = iqa_summary(scores, val_set.labels())
+    if isinstance(val_set, SyntheticGridSet):
+        photos, types, levels = zip(*val_set.records)
+        metrics[GROUPED] = severity_metrics(scores, levels, photos, types)[GROUPED]
     return metrics
+
+
+def selection_metric(val_set) -> str:
+    """What "best on validation" means: severity ordering on the synthetic grid, else SRCC."""
+    return GROUPED if isinstance(val_set, SyntheticGridSet) else "srcc"
 
 
 def _init_worker(_: int) -> None:
@@ -146,28 +129,11 @@ def _init_worker(_: int) -> None:
     set_native_threads(1)
 
 
-def _datasets(config: TrainConfig, spec: ModelSpec):
-    pre = Preprocessor.from_spec(spec)
-    splits = content_splits(config)
-    types = None
-    if config.data.exclude_types:
-        from .data.distortions import DISTORTIONS
-
-        types = [t for t in sorted(DISTORTIONS) if t not in config.data.exclude_types]
-    train_set = SyntheticTrainSet(
-        splits["train"],
-        pre,
-        spec.saliency_size,
-        copies_per_photo=config.data.copies_per_photo,
-        types=types,
-        pristine_prob=config.data.pristine_prob,
-        gray_prob=config.data.gray_prob,
-        seed=config.seed,
+def _datasets(config: TrainConfig, spec: ModelSpec, required_targets):
+    data = build_datasets(
+        config.data, spec, Preprocessor.from_spec(spec), required_targets, config.seed
     )
-    val_items = splits["val"][: config.data.val_photos]
-    val_set = SyntheticGridSet(val_items, pre, spec.saliency_size, types=types, seed=config.seed)
-    split = {k: photo_names(v) for k, v in splits.items()}
-    return train_set, val_set, split
+    return data.train, data.val, data.split
 
 
 def _per_rank_batch(config: TrainConfig, runtime: Runtime) -> int:
@@ -179,7 +145,28 @@ def _per_rank_batch(config: TrainConfig, runtime: Runtime) -> int:
     return config.optim.batch_size // runtime.world_size
 
 
-def _loader(train_set, config: TrainConfig, runtime: Runtime, epoch: int) -> DataLoader:
+def _loader(
+    train_set, config: TrainConfig, runtime: Runtime, epoch: int, ranking: bool
+) -> DataLoader:
+    per_rank = _per_rank_batch(config, runtime)
+    common = {
+        "num_workers": config.num_workers,
+        "worker_init_fn": _init_worker,
+        "persistent_workers": False,
+        "pin_memory": runtime.device.type == "cuda",
+    }
+    if ranking:
+        # The relative-ranking loss needs a unique best and worst label in every batch;
+        # synthetic labels tie often, so batches are composed to avoid tied extremes.
+        sampler = RankingBatchSampler(
+            train_set.labels(),
+            per_rank,
+            seed=config.seed,
+            rank=runtime.rank,
+            world_size=runtime.world_size,
+        )
+        sampler.set_epoch(epoch)
+        return DataLoader(train_set, batch_sampler=sampler, **common)
     # One sampler for 1 and N processes: the same seeded permutation, rank r taking every
     # world_size-th index, so N processes see exactly one process's global batches.
     sampler = DistributedSampler(
@@ -191,16 +178,7 @@ def _loader(train_set, config: TrainConfig, runtime: Runtime, epoch: int) -> Dat
         drop_last=True,
     )
     sampler.set_epoch(epoch)
-    return DataLoader(
-        train_set,
-        batch_size=_per_rank_batch(config, runtime),
-        sampler=sampler,
-        drop_last=True,
-        num_workers=config.num_workers,
-        worker_init_fn=_init_worker,
-        persistent_workers=False,
-        pin_memory=runtime.device.type == "cuda",
-    )
+    return DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, **common)
 
 
 def _steps_per_epoch(n_items: int, config: TrainConfig) -> int:
@@ -237,13 +215,18 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     model = build_model(config)
     spec = _spec(config, model)
     criterion = build_loss(config.loss)
-    train_set, val_set, split = _datasets(config, spec)
+    ranking = any(term.name == RANKING_TERM for term in criterion.terms)
+    train_set, val_set, split = _datasets(config, spec, criterion.required_targets)
+    selected = selection_metric(val_set)
     run_config = config.to_dict()
     run_config["split"] = split
 
     model.to(runtime.device)
     optimizer = build_optimizer(model, config.optim)
     steps_per_epoch = _steps_per_epoch(len(train_set), config)
+    if ranking:
+        first = _loader(train_set, config, runtime, 0, True)
+        steps_per_epoch = min(steps_per_epoch, len(first))
     schedule = Schedule(optimizer, config.optim, steps_per_epoch)
     scaler = runtime.grad_scaler()
 
@@ -281,7 +264,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
             break
         if hasattr(train_set, "set_epoch"):
             train_set.set_epoch(epoch)
-        loader = _loader(train_set, config, runtime, epoch)
+        loader = _loader(train_set, config, runtime, epoch, ranking)
         net.train()
         sums: dict[str, float] = {}
         started = time.perf_counter()
@@ -327,11 +310,11 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
         record["images_per_second"] = n_steps * config.optim.batch_size / max(seconds, 1e-9)
         value = math.nan
         if runtime.is_main:
-            metrics = evaluate_grid(
+            metrics = evaluate_validation(
                 model, val_set, spec, _per_rank_batch(config, runtime), runtime.device
             )
             record.update({f"val_{k}": v for k, v in metrics.items()})
-            value = record[f"val_{SELECTION_METRIC}"]
+            value = record[f"val_{selected}"]
         value = _broadcast(value, runtime)
         schedule.after_epoch(value)
         improved = math.isfinite(value) and value > best_value

@@ -5,17 +5,21 @@ keeps the released value in ``raw``. Mappings:
 
 - KonIQ-10k  ``koniq10k_scores_and_distributions.csv``: MOS on 1..5 -> (MOS - 1) / 4.
   Images in ``1024x768/`` by default (``512x384/`` is the other release). A ``set`` column
-  (training/validation/test, as in ``koniq10k_distributions_sets.csv``) becomes ``split``.
+  (training/validation/test, as in ``koniq10k_distributions_sets.csv``) becomes ``split``;
+  the rating counts ``c1..c5`` (1 = bad first) become ``dist``.
 - LIVE Challenge  ``Data/AllImages_release.mat`` + ``Data/AllMOS_release.mat``: MOS on
   0..100 -> MOS / 100; images in ``Images/``. The first 7 entries are the release's
   training images (``Images/trainingImages/``); they are kept, like the rest.
 - KADID-10k  ``dmos.csv`` (dist_img, ref_img, dmos, var): despite the name, dmos is on
   1..5 with higher = better -> (dmos - 1) / 4; images in ``images/``. ``group`` is the
   reference image, so splits can keep all distortions of one scene together.
+- SPAQ  ``Annotations/MOS and Image attribute scores.xlsx`` (``Image name``, ``MOS`` 0..100,
+  attribute columns) or a CSV export of it: MOS / 100; images in ``TestImage/``. The .xlsx
+  is read with the standard library (data/xlsx.py), no openpyxl.
 - pyiqa meta-info CSV: no-reference files have the image name first and the score second
   (e.g. ``image_name,MOS,...``); full-reference ones are ``ref_name,dist_name,mos``.
   Range and direction are arguments, as pyiqa stores scores on each set's own scale.
-- Generic ``image,score[,split]`` CSV with explicit range and direction.
+- Generic ``image,score[,split][,group]`` CSV with explicit range and direction.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ from torch.utils.data import Dataset
 from saliq.errors import ConfigError, InvalidImageError
 from saliq.preprocess import Preprocessor
 
-from .saliency_targets import fixation_density
+from .crops import FLIP_PROB, check_crop, crop_photo
+from .items import DEFAULT_INPUTS, DEFAULT_TARGETS, ItemBuilder
+from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution
+from .xlsx import read_xlsx_rows
 
 RANGE_TOLERANCE = 1e-6  # relative; a score outside [min, max] means the range is wrong
 
@@ -47,6 +54,7 @@ class MosRecord:
     raw: float  # as released
     split: str | None = None
     group: str | None = None  # source content (e.g. reference image) for leak-free splits
+    dist: tuple[float, ...] | None = None  # released rating distribution, worst bin first
 
 
 def normalise_score(raw: float, lo: float, hi: float, higher_is_better: bool = True) -> float:
@@ -79,11 +87,40 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
         return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
+def _read_xlsx(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    rows = [r for r in read_xlsx_rows(_require(path, "spreadsheet")) if any(c.strip() for c in r)]
+    if not rows:
+        raise ConfigError(f"{path}: the first sheet is empty; expected {', '.join(required)}")
+    columns = [c.strip() for c in rows[0]]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise ConfigError(
+            f"{path} lacks columns {missing}; expected {', '.join(required)} (has {columns})"
+        )
+    return [
+        {name: (row[i].strip() if i < len(row) else "") for i, name in enumerate(columns) if name}
+        for row in rows[1:]
+    ]
+
+
+def _read_table(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """A CSV or .xlsx annotation table as dicts keyed by the header row."""
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        return _read_xlsx(path, required)
+    if suffix == ".xls":
+        raise ConfigError(f"{path}: old binary Excel is not read; save it as .xlsx or CSV")
+    return _read_csv(path, required)
+
+
 def _float(row: dict[str, str], column: str, path: Path) -> float:
     try:
         return float(row[column])
     except ValueError:
         raise ConfigError(f"{path}: non-numeric {column} {row[column]!r}") from None
+
+
+_KONIQ_COUNTS = tuple(f"c{i}" for i in range(1, SCORE_BINS + 1))
 
 
 def load_koniq10k(
@@ -95,12 +132,65 @@ def load_koniq10k(
     path = root / csv_name
     rows = _read_csv(path, ("image_name", "MOS"))
     images = _require(root / image_dir, "KonIQ-10k image folder")
+    has_counts = bool(rows) and all(c in rows[0] for c in _KONIQ_COUNTS)
     out = []
     for row in rows:
         raw = _float(row, "MOS", path)
         split = row.get("set") or None
+        dist = None
+        if has_counts:
+            counts = [_float(row, c, path) for c in _KONIQ_COUNTS]
+            where = f"{path}, {row['image_name']}"
+            dist = tuple(float(p) for p in counts_distribution(counts, where))
         out.append(
-            MosRecord(str(images / row["image_name"]), normalise_score(raw, 1.0, 5.0), raw, split)
+            MosRecord(
+                str(images / row["image_name"]),
+                normalise_score(raw, 1.0, 5.0),
+                raw,
+                split,
+                dist=dist,
+            )
+        )
+    return out
+
+
+SPAQ_ANNOTATIONS = "Annotations/MOS and Image attribute scores.xlsx"
+SPAQ_CSV_EXPORTS = (
+    "Annotations/MOS and Image attribute scores.csv",
+    "Annotations/MOS_and_Image_attribute_scores.csv",
+)
+
+
+def load_spaq(
+    root: str | os.PathLike[str],
+    annotations: str | os.PathLike[str] | None = None,
+    image_dir: str = "TestImage",
+) -> list[MosRecord]:
+    """SPAQ: the released .xlsx (or a CSV export with the same columns); MOS 0..100 -> /100.
+
+    ``annotations`` (relative to ``root`` or absolute) overrides the file searched for:
+    the .xlsx, else either usual name of its CSV export.
+    """
+    root = Path(root)
+    if annotations is not None:
+        path = root / annotations
+    else:
+        candidates = [root / SPAQ_ANNOTATIONS, *(root / name for name in SPAQ_CSV_EXPORTS)]
+        path = next((p for p in candidates if p.is_file()), candidates[0])
+        if not path.is_file():
+            raise ConfigError(
+                f"SPAQ annotations not found under {root}: expected {SPAQ_ANNOTATIONS} (or its "
+                "CSV export); set data.root to the SPAQ folder or data.annotations to the file"
+            )
+    rows = _read_table(path, ("Image name", "MOS"))
+    images = _require(root / image_dir, "SPAQ image folder")
+    out = []
+    for row in rows:
+        if not row["Image name"]:
+            continue  # trailing blank rows of a spreadsheet
+        raw = _float(row, "MOS", path)
+        out.append(
+            MosRecord(str(images / row["Image name"]), normalise_score(raw, 0.0, 100.0), raw)
         )
     return out
 
@@ -236,8 +326,9 @@ def load_generic_csv(
     higher_is_better: bool = True,
     image_dir: str | os.PathLike[str] | None = None,
 ) -> list[MosRecord]:
-    """``image,score[,split]`` CSV; relative image paths resolve against ``image_dir``
-    (default: the CSV's folder)."""
+    """``image,score[,split][,group]`` CSV; relative image paths resolve against ``image_dir``
+    (default: the CSV's folder). ``group`` (e.g. the source scene) keeps rows together when
+    splitting."""
     path = Path(csv_path)
     rows = _read_csv(path, ("image", "score"))
     base = Path(image_dir) if image_dir is not None else path.parent
@@ -245,37 +336,85 @@ def load_generic_csv(
     for row in rows:
         raw = _float(row, "score", path)
         score = normalise_score(raw, score_min, score_max, higher_is_better)
-        out.append(MosRecord(str(base / row["image"]), score, raw, row.get("split") or None))
+        out.append(
+            MosRecord(
+                str(base / row["image"]),
+                score,
+                raw,
+                row.get("split") or None,
+                row.get("group") or None,
+            )
+        )
     return out
 
 
 class MosDataset(Dataset):
-    """MOS records -> the same item dict as the synthetic sets (saliency target = prior,
-    level = type_index = -1, photo_index = record index)."""
+    """MOS records -> items (data/items.py): no fixations, so the saliency target is the
+    preprocessing prior; level = type_index = -1, photo_index = record index.
+
+    ``crop`` None: the whole photo, stretched to the model input by the preprocessing.
+    ``crop`` (h, w): a native-resolution window (data/crops.py): random and mirrored with
+    probability ``flip_prob`` when ``train``, the centre one otherwise. A training item's
+    randomness is seeded by (seed, epoch, index): reproducible, independent of workers.
+    """
 
     def __init__(
-        self, records: Sequence[MosRecord], preprocessor: Preprocessor, saliency_hw: tuple[int, int]
+        self,
+        records: Sequence[MosRecord],
+        preprocessor: Preprocessor,
+        saliency_hw: tuple[int, int],
+        *,
+        inputs: Sequence[str] = DEFAULT_INPUTS,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        crop: Sequence[int] | None = None,
+        train: bool = False,
+        flip_prob: float = FLIP_PROB,
+        seed: int = 0,
+        dist_sigma: float = DIST_SIGMA,
     ) -> None:
         self.records = list(records)
-        self.preprocessor = preprocessor
-        self.saliency_hw = (int(saliency_hw[0]), int(saliency_hw[1]))
+        self.builder = ItemBuilder(
+            preprocessor, saliency_hw, tuple(inputs), tuple(targets), dist_sigma
+        )
+        self.crop = check_crop(list(crop) if crop is not None else None)
+        self.train = bool(train)
+        self.flip_prob = float(flip_prob)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        return self.builder.preprocessor
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def labels(self) -> np.ndarray:
+        """float64 score labels in item order (for SRCC/PLCC on a validation set)."""
+        return np.array([r.score for r in self.records], dtype=np.float64)
+
+    def frame(self, index: int) -> tuple[np.ndarray, bool]:
+        """The uint8 BGR frame item ``index`` feeds the preprocessing, and whether mirrored."""
         record = self.records[index]
         bgr = cv2.imread(record.path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise InvalidImageError(f"cannot read image {record.path}: missing or not an image")
-        out = self.preprocessor.one(bgr, fmt="BGR")
-        saliency = fixation_density(None, bgr.shape[:2], self.saliency_hw, prior=out["prior"][0])
-        return {
-            "image": torch.from_numpy(out["image"]),
-            "prior": torch.from_numpy(out["prior"]),
-            "saliency": torch.from_numpy(saliency[None]),
-            "score": torch.tensor(record.score, dtype=torch.float32),
-            "level": torch.tensor(-1, dtype=torch.int64),
-            "type_index": torch.tensor(-1, dtype=torch.int64),
-            "photo_index": torch.tensor(index, dtype=torch.int64),
-        }
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        return crop_photo(bgr, self.crop, rng, self.flip_prob)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        frame, flipped = self.frame(index)
+        record = self.records[index]
+        return self.builder(
+            frame,
+            "BGR",
+            score=record.score,
+            score_counts=record.dist,
+            flipped=flipped,
+            photo_index=index,
+        )

@@ -2,12 +2,12 @@
 
 Both datasets build a *working frame* per photo (stretch-resized to the preprocessor's H x W
 with the SDK's own ``resize_stretch``, rounded to uint8, cached in memory since each photo
-is reused many times), distort it, and run it through the SDK ``Preprocessor`` so training
-sees exactly the tensors inference will. Each item is a dict of tensors:
-
-    image [3,H,W] float32, prior [1,H/4,W/4], saliency [1,h,w] (sums to 1),
-    score (quality_label(level)), level int64, type_index int64 (index in TYPE_NAMES,
-    -1 when pristine), photo_index int64.
+is reused many times), distort it, and hand it to the one item builder (data/items.py),
+which runs the SDK ``Preprocessor`` so training sees exactly the tensors inference will.
+Each item holds the requested inputs and targets (default: image [3,H,W] and prior
+[1,H/4,W/4] float32; score = quality_label(level) and saliency [1,h,w] summing to 1, from
+the photo's fixations where it has them, else the prior) plus level int64, type_index int64
+(index in TYPE_NAMES, -1 when pristine) and photo_index int64.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from .distortions import (
     apply_distortion,
     quality_label,
 )
-from .saliency_targets import fixation_density
+from .items import DEFAULT_INPUTS, DEFAULT_TARGETS, ItemBuilder
+from .labels import DIST_SIGMA
 
 PRISTINE = "pristine"
 
@@ -53,12 +54,18 @@ class _WorkingFrames(Dataset):
         items: Sequence[ContentItem],
         preprocessor: Preprocessor,
         saliency_hw: tuple[int, int],
+        inputs: Sequence[str] = DEFAULT_INPUTS,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        dist_sigma: float = DIST_SIGMA,
     ) -> None:
         if not items:
             raise ValueError("no content items: pass at least one photo")
         self.items = list(items)
+        self.builder = ItemBuilder(
+            preprocessor, saliency_hw, tuple(inputs), tuple(targets), dist_sigma
+        )
         self.preprocessor = preprocessor
-        self.saliency_hw = (int(saliency_hw[0]), int(saliency_hw[1]))
+        self.saliency_hw = self.builder.saliency_hw
         self._frames: dict[int, np.ndarray] = {}
 
     def working_frame(self, photo_index: int) -> np.ndarray:
@@ -84,30 +91,23 @@ class _WorkingFrames(Dataset):
         gray: bool,
         flip: bool,
     ) -> dict[str, torch.Tensor]:
+        fmt = "RGB"
         if gray:
             luma = frame.astype(np.float32) @ np.asarray(LUMA_WEIGHTS, np.float32)
-            out = self.preprocessor.one(np.clip(np.rint(luma), 0, 255).astype(np.uint8), "GRAY")
-        else:
-            out = self.preprocessor.one(frame, fmt="RGB")
+            frame, fmt = np.clip(np.rint(luma), 0, 255).astype(np.uint8), "GRAY"
         item = self.items[photo_index]
-        saliency = fixation_density(
-            item.fixations,
-            (item.height, item.width),
-            self.saliency_hw,
-            prior=out["prior"][0],
-            flip=flip,
+        # Fixations are in the photo's own pixels; the working frame is that photo stretched.
+        return self.builder(
+            frame,
+            fmt,
+            score=quality_label(level),
+            fixations=item.fixations,
+            fixation_hw=(item.height, item.width),
+            flipped=flip,
+            level=level,
+            type_index=-1 if type_name is None else TYPE_NAMES.index(type_name),
+            photo_index=photo_index,
         )
-        return {
-            "image": torch.from_numpy(out["image"]),
-            "prior": torch.from_numpy(out["prior"]),
-            "saliency": torch.from_numpy(saliency[None]),
-            "score": torch.tensor(quality_label(level), dtype=torch.float32),
-            "level": torch.tensor(level, dtype=torch.int64),
-            "type_index": torch.tensor(
-                -1 if type_name is None else TYPE_NAMES.index(type_name), dtype=torch.int64
-            ),
-            "photo_index": torch.tensor(photo_index, dtype=torch.int64),
-        }
 
 
 class SyntheticTrainSet(_WorkingFrames):
@@ -129,8 +129,11 @@ class SyntheticTrainSet(_WorkingFrames):
         gray_prob: float = 0.1,
         flip: bool = True,
         seed: int = 0,
+        inputs: Sequence[str] = DEFAULT_INPUTS,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        dist_sigma: float = DIST_SIGMA,
     ) -> None:
-        super().__init__(items, preprocessor, saliency_hw)
+        super().__init__(items, preprocessor, saliency_hw, inputs, targets, dist_sigma)
         if copies_per_photo < 1 or not 1 <= max_level <= MAX_LEVEL:
             raise ValueError(
                 f"need copies_per_photo >= 1 and 1 <= max_level <= {MAX_LEVEL}, "
@@ -151,17 +154,28 @@ class SyntheticTrainSet(_WorkingFrames):
     def __len__(self) -> int:
         return len(self.items) * self.copies_per_photo
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _draw(self, index: int):
+        """This epoch's random choices for item ``index`` and the generator to continue with."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        photo_index = index // self.copies_per_photo
         # Fixed draw order (flip, pristine, type, level, distortion, gray): keeps items
         # reproducible when any one option changes its probability.
         flip = self.flip and bool(rng.random() < 0.5)
         pristine = bool(rng.random() < self.pristine_prob)
         type_name = self.types[int(rng.integers(len(self.types)))]
         level = 0 if pristine else int(rng.integers(1, self.max_level + 1))
+        return flip, pristine, type_name, level, rng
+
+    def labels(self) -> np.ndarray:
+        """Every item's quality label this epoch (drawn without building any frame)."""
+        return np.array(
+            [quality_label(self._draw(i)[3]) for i in range(len(self))], dtype=np.float64
+        )
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        flip, pristine, type_name, level, rng = self._draw(index)
+        photo_index = index // self.copies_per_photo
         frame = self.working_frame(photo_index)
         if flip:
             frame = np.ascontiguousarray(frame[:, ::-1])
@@ -185,8 +199,11 @@ class SyntheticGridSet(_WorkingFrames):
         types: Sequence[str] | None = None,
         levels: Sequence[int] = (0, 1, 2, 3, 4, 5),
         seed: int = 0,
+        inputs: Sequence[str] = DEFAULT_INPUTS,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        dist_sigma: float = DIST_SIGMA,
     ) -> None:
-        super().__init__(items, preprocessor, saliency_hw)
+        super().__init__(items, preprocessor, saliency_hw, inputs, targets, dist_sigma)
         if any(not 0 <= lv <= MAX_LEVEL for lv in levels):
             raise ValueError(f"levels must be in 0..{MAX_LEVEL}, got {tuple(levels)}")
         self.types = _check_types(types)
@@ -203,6 +220,10 @@ class SyntheticGridSet(_WorkingFrames):
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def labels(self) -> np.ndarray:
+        """float64 score labels in item order (quality_label of each item's level)."""
+        return np.array([quality_label(level) for _, _, level in self._index], dtype=np.float64)
 
     def frame(self, index: int) -> np.ndarray:
         """The distorted uint8 HxWx3 RGB working frame of item ``index`` (peers, SDK runs)."""

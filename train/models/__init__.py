@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from . import efficientnet_lite, resnet, sgdnet  # noqa: F401  (registers the members)
+from functools import partial
+
+from . import backbones, efficientnet_lite, resnet, sgdnet  # noqa: F401  (registers the members)
+from .backbones import backbone_config, build_backbone
+from .contract import GraphModule, IQAModel, model_from_spec, model_spec, run_model
 from .registry import (
     create_backbone,
     create_model,
@@ -12,27 +16,33 @@ from .registry import (
     register_model,
 )
 
-EFFICIENTNET_LITE_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+EFFICIENTNET_LITE_MEAN_STD = (
+    efficientnet_lite.EFFICIENTNET_LITE_MEAN,
+    efficientnet_lite.EFFICIENTNET_LITE_STD,
+)
 
-register_backbone("efficientnet_lite0", efficientnet_lite.efficientnet_lite0)
-register_backbone("resnet18", resnet.resnet18)
-register_backbone("resnet50", resnet.resnet50)
-
-_NORMALISATION = {
-    "efficientnet_lite0": EFFICIENTNET_LITE_MEAN_STD,
-    "resnet18": (resnet.IMAGENET_MEAN, resnet.IMAGENET_STD),
-    "resnet50": (resnet.IMAGENET_MEAN, resnet.IMAGENET_STD),
-}
+# The older entry point create_backbone(name, pretrained=..., weights_path=...) for every
+# backbone that build_backbone knows.
+for _name in backbones.list_backbones():
+    register_backbone(_name, partial(backbones.create_legacy, _name))
+del _name
 
 
 def backbone_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The input mean/std the backbone's pretrained weights expect (goes into the ModelSpec)."""
-    mean, std = _NORMALISATION[name]
-    return tuple(mean), tuple(std)
+    config = backbone_config(name)
+    return tuple(config.mean), tuple(config.std)
 
 
 __all__ = [
+    "GraphModule",
+    "IQAModel",
+    "model_from_spec",
+    "model_spec",
+    "run_model",
+    "backbone_config",
     "backbone_normalisation",
+    "build_backbone",
     "create_backbone",
     "create_model",
     "list_backbones",

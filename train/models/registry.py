@@ -16,6 +16,11 @@ def register_model(fn: Callable) -> Callable:
 
 
 def register_backbone(name: str, fn: Callable) -> None:
+    """Register ``fn(pretrained=..., weights_path=...)`` for :func:`create_backbone`.
+
+    The built-in backbones are registered by ``saliq.train.models`` through
+    ``backbones.create_legacy``; new code should call ``backbones.build_backbone``.
+    """
     _BACKBONES[name] = fn
 
 
@@ -34,6 +39,7 @@ def create_model(name: str, **cfg):
 
 
 def create_backbone(name: str, **cfg):
+    """Older entry point: ``create_backbone(name, pretrained=False, weights_path=None)``."""
     return _lookup(_BACKBONES, "backbone", name)(**cfg)
 
 

@@ -17,9 +17,10 @@ from torch import nn
 
 from saliq.preprocess import PRIOR_STRIDE
 
-from .blocks import MultiLevelFuse, ScoreMLP, SqueezeExcite, freeze_batchnorm
+from .backbones import build_backbone
+from .blocks import MultiLevelFuse, ScoreMLP, SqueezeExcite
 from .contract import IQAModel
-from .registry import create_backbone, register_model
+from .registry import register_model
 
 SALIENCY_BIAS_INIT = 1.0  # start the ReLU saliency head alive everywhere (uniform weighting)
 
@@ -40,13 +41,20 @@ class SGDNet(IQAModel):
         use_se: bool = True,
         direct_saliency: bool = False,
         frozen_prefixes: tuple[str, ...] = (),
+        freeze_bn: bool = True,
+        drop_connect: bool = True,
     ) -> None:
         super().__init__()
-        kwargs = {"weights_path": backbone_weights} if backbone_weights else {}
-        if pretrained:
-            kwargs["pretrained"] = True
-        self.backbone = create_backbone(backbone, **kwargs)
-        _drop_classifier(self.backbone)
+        # Early, generic layers stay at their ImageNet weights (frozen_prefixes: a third faster
+        # per CPU step) and BN keeps ImageNet statistics: CPU batches are too small for them.
+        weights = backbone_weights or ("imagenet" if pretrained else None)
+        self.backbone = build_backbone(
+            backbone, weights=weights, frozen=tuple(frozen_prefixes), freeze_bn=freeze_bn
+        )
+        if not drop_connect:  # deterministic steps (e.g. comparing 1 and N processes)
+            for module in self.backbone.modules():
+                if hasattr(module, "drop_connect_rate"):
+                    module.drop_connect_rate = 0.0
         strides = list(self.backbone.feature_strides)
         self.levels = [strides.index(s) for s in feature_strides]
         self.saliency_stride = min(feature_strides)
@@ -60,16 +68,6 @@ class SGDNet(IQAModel):
             self.saliency_head = nn.Conv2d(feature_dim, 1, 1)
             nn.init.constant_(self.saliency_head.bias, SALIENCY_BIAS_INIT)
         self.head = ScoreMLP(feature_dim, tuple(hidden), dropout)
-        freeze_batchnorm(self.backbone)
-        # Early, generic layers stay at their ImageNet weights: a third faster per CPU step.
-        for name, param in self.backbone.named_parameters():
-            if name.startswith(tuple(frozen_prefixes)):
-                param.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> SGDNet:
-        super().train(mode)
-        freeze_batchnorm(self.backbone)
-        return self
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feats = self.backbone.forward_features(inputs["image"])
@@ -83,13 +81,6 @@ class SGDNet(IQAModel):
             saliency = F.relu(self.saliency_head(f_raw))
         pooled = (self.se(f_raw) * saliency).mean((2, 3))
         return {"score": self.head(pooled), "saliency": saliency, "features": pooled}
-
-
-def _drop_classifier(backbone: nn.Module) -> None:
-    """SGDNet reads stage features only; the ImageNet head would be dead weight in the file."""
-    for name in ("head", "classifier", "fc"):
-        if isinstance(getattr(backbone, name, None), nn.Module):
-            setattr(backbone, name, nn.Identity())
 
 
 @register_model

@@ -1,0 +1,153 @@
+"""The one item builder every data source uses: a uint8 frame + labels -> a training item.
+
+An item is a dict of tensors with exactly
+
+- every model input the spec lists (``spec.inputs``, among image [3,H,W], gradient [1,H,W],
+  prior [1,H/4,W/4]), float32, from the SDK ``Preprocessor`` (so training sees the pixels
+  inference will);
+- every target the loss declares (``required_targets``, among score [] float32,
+  score_dist [5] float32 summing to 1, saliency [1,h,w] float32 summing to 1);
+- the bookkeeping the evaluation needs: level, type_index, photo_index (int64 scalars,
+  -1 where they do not apply).
+
+Saliency target, first that applies: human fixations (their density, data/saliency_targets),
+a saliency map shipped with the data, the preprocessing prior resized (a source without
+human attention data still trains the saliency head towards the prior, as v1 did).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from saliq.errors import ConfigError
+from saliq.preprocess import Preprocessor
+
+from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution, label_distribution
+from .saliency_targets import fixation_density
+
+INPUT_NAMES = ("image", "gradient", "prior")
+TARGET_NAMES = ("score", "score_dist", "saliency")
+BOOKKEEPING_KEYS = ("level", "type_index", "photo_index")
+# What the v1 trainer consumed; the default of datasets built without a spec.
+DEFAULT_INPUTS = ("image", "prior")
+DEFAULT_TARGETS = ("score", "saliency")
+
+
+def _ordered(names: Iterable[str], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    wanted = set(names)
+    unknown = sorted(wanted - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}; known: {', '.join(allowed)}")
+    return tuple(n for n in allowed if n in wanted)
+
+
+@dataclass(frozen=True)
+class ItemBuilder:
+    """Builds items for one model (its inputs, saliency size) and one loss (its targets)."""
+
+    preprocessor: Preprocessor
+    saliency_hw: tuple[int, int]
+    inputs: tuple[str, ...] = DEFAULT_INPUTS
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    dist_sigma: float = DIST_SIGMA
+
+    def __post_init__(self) -> None:
+        # Canonical order and validated names, so every source emits identical key sets.
+        object.__setattr__(self, "inputs", _ordered(self.inputs, INPUT_NAMES, "model inputs"))
+        object.__setattr__(self, "targets", _ordered(self.targets, TARGET_NAMES, "targets"))
+        h, w = (int(v) for v in self.saliency_hw)
+        if h <= 0 or w <= 0:
+            raise ConfigError(f"saliency size must be positive, got {self.saliency_hw}")
+        object.__setattr__(self, "saliency_hw", (h, w))
+        label_distribution(0.5, self.dist_sigma)  # validates sigma once, up front
+
+    @classmethod
+    def for_model(
+        cls,
+        spec,
+        preprocessor: Preprocessor,
+        required_targets: Iterable[str],
+        dist_sigma: float = DIST_SIGMA,
+    ) -> ItemBuilder:
+        """The builder for ``spec`` (a saliq.spec.ModelSpec) and a loss's targets."""
+        return cls(
+            preprocessor,
+            spec.saliency_size,
+            tuple(spec.inputs),
+            tuple(required_targets),
+            dist_sigma,
+        )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key an item carries."""
+        return (*self.inputs, *self.targets, *BOOKKEEPING_KEYS)
+
+    def __call__(
+        self,
+        frame: np.ndarray,
+        fmt: str = "RGB",
+        *,
+        score: float,
+        score_counts: Iterable[float] | None = None,
+        fixations: np.ndarray | None = None,
+        fixation_hw: tuple[int, int] | None = None,
+        saliency_map: np.ndarray | None = None,
+        flipped: bool = False,
+        level: int = -1,
+        type_index: int = -1,
+        photo_index: int = -1,
+    ) -> dict[str, torch.Tensor]:
+        """One item from a uint8 ``frame`` in pixel format ``fmt`` (any SDK format).
+
+        ``score`` is the [0, 1] label; ``score_counts`` the data set's own per-bin rating
+        counts or probabilities (worst first), else score_dist is the Gaussian around the
+        label. ``fixations`` are [K, 2] (x, y) in the pixel grid of an image ``fixation_hw``
+        (default: the frame's size) that maps onto the frame by stretching; ``saliency_map``
+        is a 2-D map over the same image. ``flipped``: the frame was mirrored left-right
+        relative to those annotations (which are mirrored to match).
+        """
+        out = self.preprocessor.one(frame, fmt=fmt)
+        item = {name: torch.from_numpy(np.ascontiguousarray(out[name])) for name in self.inputs}
+        if "score" in self.targets:
+            item["score"] = torch.tensor(float(score), dtype=torch.float32)
+        if "score_dist" in self.targets:
+            dist = (
+                label_distribution(float(score), self.dist_sigma)
+                if score_counts is None
+                else counts_distribution(list(score_counts), "score_counts")
+            )
+            item["score_dist"] = torch.from_numpy(dist.reshape(SCORE_BINS))
+        if "saliency" in self.targets:
+            item["saliency"] = torch.from_numpy(
+                self._saliency(
+                    out["prior"][0], frame, fixations, fixation_hw, saliency_map, flipped
+                )[None]
+            )
+        for key, value in zip(BOOKKEEPING_KEYS, (level, type_index, photo_index)):
+            item[key] = torch.tensor(int(value), dtype=torch.int64)
+        return item
+
+    def _saliency(
+        self,
+        prior: np.ndarray,
+        frame: np.ndarray,
+        fixations: np.ndarray | None,
+        fixation_hw: tuple[int, int] | None,
+        saliency_map: np.ndarray | None,
+        flipped: bool,
+    ) -> np.ndarray:
+        fallback = prior  # already computed on the (flipped) frame itself
+        if saliency_map is not None:
+            shipped = np.asarray(saliency_map, np.float32)
+            if shipped.ndim != 2:
+                raise ConfigError(f"saliency_map must be 2-D, got shape {shipped.shape}")
+            fallback = shipped[:, ::-1] if flipped else shipped
+        src_hw = fixation_hw if fixation_hw is not None else frame.shape[:2]
+        # fixation_density falls back to ``prior`` (resized, sum-normalised) when no fixation
+        # lies inside the image: the v1 rule for sources without human attention data.
+        return fixation_density(fixations, src_hw, self.saliency_hw, prior=fallback, flip=flipped)
