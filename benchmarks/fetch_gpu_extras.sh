@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 DEST=.whl
 PYCUDA_VERSION="${PYCUDA_VERSION:-2026.1}"
 # pycuda's run-time needs, and theirs, that the GPU image does not ship (device/KINDS.md).
-WHEELS=(pytools==2026.1.1 platformdirs==4.5.0 siphash24==1.9 mako==1.4.3)
+WHEELS=(pytools==2026.1.1 platformdirs==4.5.0 siphash24==1.9 mako==1.4.3
+  pyyaml==6.0.3 tqdm==4.67.1)  # the last two: saliq train (benchmarks/train_throughput.py)
 PY="${PYTHON:-python3}"
 mkdir -p "$DEST"
 

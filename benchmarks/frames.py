@@ -1,7 +1,8 @@
-"""Real 1080p test frames for the benchmarks: large Scene photos, area-downscaled and cropped.
+"""1080p test frames for the benchmarks: large Scene photos, area-downscaled and cropped.
 
-Falls back to scikit-image's photos (upscaled, so softer than a real frame) when the Scene
-data is absent; the JSON records which source was used.
+Falls back to saliq's procedural scenes (:func:`saliq.frames.pristine_frames`, the frames
+every parity check uses) when the Scene data is absent; the JSON records which source was
+used.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ def real_frames(count: int, scene_dir: str | Path = DEFAULT_SCENE_DIR) -> tuple[
             return frames, f"Scene photos >= 1080 px, area-downscaled to {FRAME_HW}"
     if frames:
         return frames, f"{len(frames)} Scene photos >= 1080 px"
-    from skimage import data
+    from saliq.frames import pristine_frames
 
-    photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    frames = [_to_frame(np.ascontiguousarray(p[:, :, ::-1])) for p in photos][:count]
-    return frames, "scikit-image photos upscaled to 1080p (Scene data absent)"
+    frames = pristine_frames(count, FRAME_HW, order="BGR")
+    return frames, f"saliq.frames procedural scenes at {FRAME_HW} (Scene data absent)"

@@ -5,7 +5,7 @@
 # memcheck on one small call, the GPU and CPU preprocessing benchmarks, then prints a summary.
 # Results go to $OUT (default ./gpu_suite_out), 7 files, flat (the device tool returns <= 8):
 #   nvidia-smi.txt build.log gpu_tests.log sanitizer.txt bench.log preprocess_gpu.json
-#   preprocess_cpu.json
+#   preprocess_cpu.json train_throughput.json
 # With .whl/ carried (benchmarks/fetch_gpu_extras.sh fills it), pycuda is built there from its
 # sdist, in the background, and the memory-layer tests run on it too (log: end of
 # gpu_tests.log; its build log: end of build.log).
@@ -176,6 +176,14 @@ t0=$SECONDS
 } 2>&1 | tee -a "$OUT/bench.log"
 cp benchmarks/results/cpu/preprocess.json "$OUT/preprocess_cpu.json" 2>/dev/null
 status bench_cpu "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
+t0=$SECONDS
+{
+  echo "## benchmarks/train_throughput.py (saliq train --device cuda: fp32 and bf16/fp16 autocast)"
+  timeout 180 "$PY" benchmarks/train_throughput.py --devices cuda --precisions fp32 auto \
+    --batch 32 --steps 20 --output "$OUT/train_throughput.json"
+  echo "rc=$?"
+} 2>&1 | tee -a "$OUT/bench.log"
+status bench_train "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
 
 echo
 echo "== summary (files in $OUT)"

@@ -15,8 +15,9 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from saliq.bench.timer import time_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frames import real_frames  # noqa: E402
@@ -25,12 +26,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "cpu" / "latency_cpu.jso
 
 
 def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    # Warm-up happened once before the rounds; each round is a plain median of `repeats`.
+    return time_call(fn, runs=repeats, warmup=0).median_ms
 
 
 def main() -> None:

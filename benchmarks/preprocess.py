@@ -15,10 +15,10 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
+
+from saliq.bench.timer import time_interleaved
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frames import real_frames  # noqa: E402
@@ -71,15 +71,9 @@ def main() -> None:
         runs["native_cuda_float32_host_io"] = lambda: _preproc.preprocess_cuda(
             [frame], "BGR", h, w, MEAN, STD
         )
-    times = {name: [] for name in runs}
-    for fn in runs.values():  # warm-up
-        fn()
-    for _ in range(args.repeats):  # interleaved
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    # Interleaved rounds, one warm-up call each (the one timer: saliq.bench.timer).
+    timings = time_interleaved(runs, runs=args.repeats, warmup=1)
+    medians = {name: t.median_ms for name, t in timings.items()}
     speedup = medians["opencv_chain"] / medians["native_cpu_float32"]
 
     # Agreement of the two image outputs (OpenCV resizes both axes in one INTER_AREA call).

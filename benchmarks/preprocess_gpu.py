@@ -31,8 +31,9 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from saliq.bench.timer import time_call
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -76,19 +77,17 @@ def median_ms(fn, n_iter: int, warmup: int, sync_each: bool) -> float:
 
 
 def wall_median_ms(fn, n_iter: int, warmup: int) -> float:
-    """Median host wall time of fn(i) followed by a device synchronise."""
+    """Median host wall time of fn(i) followed by a device synchronise (saliq.bench.timer)."""
+    import itertools
+
     import torch
 
-    for i in range(warmup):
-        fn(i)
-    torch.cuda.synchronize()
-    times = []
-    for i in range(n_iter):
-        t0 = time.perf_counter()
-        fn(i)
-        torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    counter = itertools.count()
+    # fn(i) rotates inputs by the call index; warm-up calls take the first indices, as before.
+    timing = time_call(
+        lambda: fn(next(counter)), runs=n_iter, warmup=warmup, synchronize=torch.cuda.synchronize
+    )
+    return timing.median_ms
 
 
 def copy_bandwidth(torch, repeats: int) -> dict:
@@ -389,14 +388,11 @@ def main() -> int:
     }
     cpu = {}
     for name, fn in cpu_runs.items():
-        for i in range(3):
-            fn(i)
-        times = []
-        for i in range(max(20, rep // 2)):
-            t0 = time.perf_counter()
-            fn(i)
-            times.append((time.perf_counter() - t0) * 1e3)
-        cpu[name] = statistics.median(times)
+        calls = iter(range(1 << 30))
+        timing = time_call(
+            lambda fn=fn, calls=calls: fn(next(calls)), runs=max(20, rep // 2), warmup=3
+        )
+        cpu[name] = timing.median_ms
     result["cpu_1_frame_ms"] = cpu
     result["cpu_threads"] = threads
     result["correct"] = all_ok

@@ -17,8 +17,9 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from saliq.bench.timer import time_call
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from frames import real_frames  # noqa: E402
@@ -50,13 +51,8 @@ def _latency_ms(height: int, width: int, repeats: int) -> float:
         )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
-    session.run(None, {"image": x})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, {"image": x})
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    timing = time_call(lambda: session.run(None, {"image": x}), runs=repeats, warmup=1)
+    return timing.median_ms
 
 
 def _distortions(frame, rng):

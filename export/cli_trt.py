@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .parity import DEFAULT_MIN_SALIENCY_CC, DEFAULT_TOLERANCE
+from saliq.bench.compare import DEFAULT_MIN_SALIENCY_CC, DEFAULT_TOLERANCE
 
-# Duplicated from export/tensorrt.py on purpose: building the parser must not import numpy,
-# onnx or TensorRT (``saliq --help`` stays instant).
+# Duplicated from export/tensorrt.py on purpose: building the parser must not import onnx,
+# TensorRT or the exporter itself (``saliq export trt --help`` stays instant).
 MIN_PARITY_IMAGES = 64
 
 

@@ -1,7 +1,9 @@
-"""Checkpoint -> ONNX, verified against PyTorch on real photos before it is written.
+"""Checkpoint -> ONNX, verified against PyTorch before it is written.
 
-The exporter refuses (raises, leaves nothing behind) when ONNX Runtime's scores differ from
-PyTorch's by more than ``SCORE_TOLERANCE`` on any verification image.
+The exporter refuses (raises, leaves nothing behind) when ONNX Runtime's outputs do not
+reproduce PyTorch's on the verification frames (:func:`saliq.frames.parity_frames`): the one
+comparator (:mod:`saliq.bench.compare`) with a score tolerance of ``SCORE_TOLERANCE``, on
+runners of both (:mod:`saliq.bench.runners`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from saliq.atomic import atomic_path
 from saliq.errors import SaliqError
 from saliq.export.onnx_lint import LintReport, OnnxLintError, lint_onnx
 from saliq.preprocess import Preprocessor
-from saliq.spec import METADATA_KEY, ModelSpec
+from saliq.spec import METADATA_KEY, SALIENCY, SCORE, ModelSpec
 
 DEFAULT_OPSET = 17
 SCORE_TOLERANCE = 1e-4
@@ -38,30 +40,18 @@ class ExportReport:
     lint: LintReport | None = None  # the ONNX compatibility lint (TensorRT 10.3 / 11.x, FP16)
 
 
-def verification_frames(count: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """Real photos shipped by scikit-image, with synthetic distortions of varied severity."""
-    from skimage import data as skdata
+def verification_frames(
+    count: int = 8, seed: int = 0, size: tuple[int, int] = (224, 224)
+) -> list[np.ndarray]:
+    """Procedural scenes at distortion levels 0-5 (uint8 RGB; :mod:`saliq.frames`)."""
+    from saliq.frames import parity_frames
 
-    from saliq.train.data.distortions import DISTORTIONS, apply_distortion
-
-    photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
-    rng = np.random.default_rng(seed)
-    names = sorted(DISTORTIONS)
-    frames = []
-    for i in range(count):
-        rgb = photos[i % len(photos)]
-        level = i % 6
-        if level:
-            rgb = apply_distortion(rgb, names[i % len(names)], level, rng)
-        frames.append(np.ascontiguousarray(rgb))
-    return frames
+    return parity_frames(count, size, seed)
 
 
-def _spec_from_onnx(model_proto) -> ModelSpec:
-    for prop in model_proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelSpec.from_json(prop.value, source="onnx")
-    raise ExportVerificationError("exported graph lost its ModelSpec metadata")
+def spec_of_onnx(proto, source: str = "onnx") -> ModelSpec:
+    """The ModelSpec embedded in an ONNX ``ModelProto`` (its ``metadata_props``)."""
+    return ModelSpec.from_metadata({p.key: p.value for p in proto.metadata_props}, source)
 
 
 def export_onnx(
@@ -75,6 +65,7 @@ def export_onnx(
     import torch
 
     from saliq.train.checkpoint import load_checkpoint
+    from saliq.train.models import GraphModule
 
     if opset < DEFAULT_OPSET:
         raise ValueError(f"opset {opset} is too old; saliq exports opset >= {DEFAULT_OPSET}")
@@ -86,13 +77,14 @@ def export_onnx(
     input_names = list(spec.inputs)
     example = tuple(torch.from_numpy(batch[name]) for name in input_names)
     dynamic = {name: {0: BATCH_AXIS_NAME} for name in [*input_names, *spec.outputs]}
+    graph = GraphModule(model, spec.inputs, spec.outputs).eval()
 
     with atomic_path(output) as tmp:
         # The legacy exporter warns that it cannot constant-fold Slice steps != 1: harmless.
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             torch.onnx.export(
-                model,
+                graph,
                 example,
                 str(tmp),
                 input_names=input_names,
@@ -116,36 +108,39 @@ def export_onnx(
                 + lint.format()
             )
         onnx.save(proto, str(tmp))
-        report = _verify(tmp, model, batch, input_names, tolerance)
-        _spec_from_onnx(proto)
+        report = _verify(tmp, graph, batch, spec, tolerance)
     return ExportReport(output, opset, report[0], report[1], report[2], lint=lint)
 
 
 def _fix_static_dims(proto, spec: ModelSpec) -> None:
-    """Write the saliency map's static size into the graph (the exporter leaves it symbolic)."""
-    static = {"saliency": (1, *spec.saliency_size)}
+    """Write every output's static per-sample shape into the graph (the exporter may leave
+    them symbolic); the batch axis stays dynamic."""
     for value in proto.graph.output:
-        if value.name in static:
+        if value.name in spec.outputs:
             dims = value.type.tensor_type.shape.dim
-            for dim, size in zip(dims[1:], static[value.name]):
+            for dim, size in zip(dims[1:], spec.tensor_shape(value.name)):
                 dim.Clear()
                 dim.dim_value = size
 
 
-def _verify(path: Path, model, batch: dict, input_names: list[str], tolerance: float):
-    import onnxruntime as ort
-    import torch
+def _verify(path: Path, graph, batch: dict, spec: ModelSpec, tolerance: float):
+    """ONNX Runtime (the file as written, its embedded spec included) against PyTorch, on every
+    exported output; returns (frames, max |score diff|, max |saliency diff|)."""
+    from saliq.bench.compare import compare_runners
+    from saliq.bench.runners import OnnxRuntimeRunner, TorchRunner
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {name: batch[name] for name in input_names}
-    ort_score, ort_sal = session.run(["score", "saliency"], feeds)
-    with torch.no_grad():
-        ref_score, ref_sal = model(*(torch.from_numpy(batch[n]) for n in input_names))
-    score_diff = float(np.abs(ort_score - ref_score.numpy()).max())
-    sal_diff = float(np.abs(ort_sal - ref_sal.numpy()).max())
-    if not np.isfinite(score_diff) or score_diff > tolerance:
+    feeds = {name: batch[name] for name in spec.inputs}
+    report = compare_runners(
+        TorchRunner(graph.model, spec, name="pytorch"),
+        OnnxRuntimeRunner(path),
+        feeds,
+        tolerance=tolerance,
+        spec=spec,
+    )
+    if not report.passed:
         raise ExportVerificationError(
-            f"ONNX Runtime scores differ from PyTorch by {score_diff:.2e} (> {tolerance:.0e}) "
-            "on the verification photos; the ONNX file was not written"
+            f"ONNX Runtime does not reproduce PyTorch on the verification frames "
+            f"({'; '.join(report.reasons)}); the ONNX file was not written"
         )
-    return len(ort_score), score_diff, sal_diff
+    saliency_diff = report.max_abs_diff.get(SALIENCY, float("nan"))
+    return report.images, report.max_abs_diff[SCORE], saliency_diff

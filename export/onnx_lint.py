@@ -10,10 +10,11 @@ Three checks, each for both TensorRT targets saliq supports (10.3 = JetPack 6, a
 (b) shapes: no dynamic dimension other than the batch axis, in the graph inputs, outputs
     and every intermediate tensor (``onnx.shape_inference.infer_shapes`` after folding the
     shape arithmetic with the batch fixed, as TensorRT's builder does);
-(c) FP16 range: the model runs in ONNX Runtime on real photos (the export's verification
-    frames) with every intermediate tensor exposed as a graph output; any float tensor whose
-    max |value| exceeds ``FP16_ACTIVATION_LIMIT`` (or a weight beyond the FP16 maximum) is
-    an error, because an FP16 TensorRT engine would overflow or lose it.
+(c) FP16 range: the model runs in ONNX Runtime on the export's verification frames
+    (procedural scenes at every distortion level) with every intermediate tensor exposed as
+    a graph output; any float tensor whose max |value| exceeds ``FP16_ACTIVATION_LIMIT``
+    (or a weight beyond the FP16 maximum) is an error, because an FP16 TensorRT engine
+    would overflow or lose it.
 
 The lint proves compatibility with the *documented* parser support; only building the
 engine with TensorRT (``saliq export trt`` on the device) proves the build itself.
@@ -58,12 +59,13 @@ TABLE_SOURCES = {
 OPSET_RANGE = {"10.3": (9, 20), "11.x": (9, 24)}
 
 # FP16 range. The largest finite float16 is 65504. Observed maxima come from 8 verification
-# photos; field frames (over-exposed, noisy, unseen content) can push activations higher, and
+# frames; field frames (over-exposed, noisy, unseen content) can push activations higher, and
 # TensorRT's FP16 kernels hold partial sums (conv/GEMM accumulation, pooling and
 # normalisation reductions) that can exceed the tensor's own max. A 16x margin (four binades)
 # keeps every observed activation "far below" 65504: 65504 / 16 = 4094.
 FP16_MAX = 65504.0
 FP16_HEADROOM = 16.0
+DEFAULT_FRAMES = 8  # frames of saliq.frames.parity_frames when the caller passes none
 FP16_ACTIVATION_LIMIT = FP16_MAX / FP16_HEADROOM
 
 _FLOAT = ("FP32", "FP16", "BF16")
@@ -448,7 +450,8 @@ def lint_onnx(
 
     ``frames``: uint8 RGB photos (preprocessed with the model's ModelSpec) or a dict of
     ready input arrays (``{"image": [N,3,H,W], ...}``); ``None`` uses the export's
-    verification photos. The range check runs one frame at a time (memory stays bounded).
+    verification frames (:func:`saliq.frames.parity_frames`, at every distortion level). The
+    range check runs one frame at a time (memory stays bounded).
     """
     import onnx
 
@@ -833,9 +836,9 @@ def _feeds(model, frames, report: LintReport) -> list[dict[str, np.ndarray]] | N
         from saliq.preprocess import Preprocessor
 
         if frames is None:
-            from .onnx import verification_frames
+            from saliq.frames import parity_frames
 
-            frames = verification_frames()
+            frames = parity_frames(DEFAULT_FRAMES, spec.input_size)
         batch = Preprocessor.from_spec(spec)(list(frames), fmt="RGB")
     missing = [name for name in inputs if name not in batch]
     if missing:
@@ -846,12 +849,14 @@ def _feeds(model, frames, report: LintReport) -> list[dict[str, np.ndarray]] | N
 
 
 def _spec_of(model):
-    from saliq.spec import METADATA_KEY, ModelSpec
+    """The embedded spec, or None for a graph that has none (the lint then only warns)."""
+    from saliq.spec import METADATA_KEY
 
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelSpec.from_json(prop.value, source="onnx")
-    return None
+    from .onnx import spec_of_onnx
+
+    if not any(prop.key == METADATA_KEY for prop in model.metadata_props):
+        return None
+    return spec_of_onnx(model)
 
 
 def _check_fp16_range(model, feeds: list[dict[str, np.ndarray]], report: LintReport) -> None:
@@ -901,15 +906,17 @@ def _check_fp16_range(model, feeds: list[dict[str, np.ndarray]], report: LintRep
         worst = max(peaks, key=peaks.__getitem__)
         report.max_activation, report.max_activation_tensor = peaks[worst], worst
     for name in sorted(nonfinite):
-        report.errors.append(f"tensor {name!r} is NaN/inf in FP32 already on the photos")
+        report.errors.append(
+            f"tensor {name!r} is NaN/inf in FP32 already on the verification frames"
+        )
     over = sorted(
         (n for n, v in peaks.items() if v > report.activation_limit), key=lambda n: -peaks[n]
     )
     for name in over[:10]:
         report.errors.append(
             f"tensor {name!r} reaches |{peaks[name]:.4g}| > {report.activation_limit:.4g} "
-            f"(float16 max {FP16_MAX:g} / headroom {FP16_HEADROOM:g}) on real photos; an FP16 "
-            "engine could overflow: rescale the layer or keep it in FP32"
+            f"(float16 max {FP16_MAX:g} / headroom {FP16_HEADROOM:g}) on the verification "
+            "frames; an FP16 engine could overflow: rescale the layer or keep it in FP32"
         )
     if len(over) > 10:
         report.errors.append(f"... and {len(over) - 10} more tensors over the FP16 limit")

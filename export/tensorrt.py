@@ -8,10 +8,14 @@ Two FP16 paths, chosen from the installed TensorRT's major version:
   (:func:`convert_to_fp16`, ops in :data:`FP32_OPS` kept in FP32, I/O kept FP32), check it
   against the FP32 ONNX with ONNX Runtime, and build a strongly typed network from it.
 
-After the build the engine and ONNX Runtime (CPU, FP32 ONNX) score the same real photos at
-every distortion level; :func:`saliq.export.parity.parity_report` decides. The engine and
-its sidecar are written to a temporary folder beside the target and renamed into place only
-when the gate passes, so a refused build leaves nothing behind.
+After the build the engine and ONNX Runtime (CPU, FP32 ONNX) score the same frames
+(:func:`saliq.frames.parity_frames`: procedural scenes at every distortion level) through
+one runner interface (:mod:`saliq.bench.runners`); the one comparator
+(:func:`saliq.bench.compare.compare_outputs`) decides, and :mod:`saliq.bench.timer` measures
+the engine's latency. Nothing here needs torch, scikit-image or the training code (an ONNX
+input needs no torch at all). The engine and its sidecar are written to a temporary folder
+beside the target and renamed into place only when the gate passes, so a refused build
+leaves nothing behind.
 
 ``import tensorrt as trt`` happens inside functions: the SDK must import without TensorRT,
 and the plain module name keeps the calls type-checked against ``tensorrt-stubs``
@@ -27,7 +31,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -35,11 +38,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from saliq.atomic import atomic_path
+from saliq.bench.compare import (
+    DEFAULT_MIN_SALIENCY_CC,
+    DEFAULT_TOLERANCE,
+    ParityReport,
+    compare_outputs,
+    compare_runners,
+)
+from saliq.bench.runners import BackendRunner, OnnxRuntimeRunner, run_batched
+from saliq.bench.timer import time_call
 from saliq.engine_sidecar import PRECISIONS, EngineSidecar, Profile, sha256_file, write_sidecar
 from saliq.errors import BackendUnavailableError, ConfigError, SaliqError
 from saliq.spec import METADATA_KEY, ModelSpec
 
-from .parity import DEFAULT_MIN_SALIENCY_CC, DEFAULT_TOLERANCE, ParityReport, parity_report
+from .onnx import spec_of_onnx
 
 if TYPE_CHECKING:
     import onnx
@@ -120,27 +132,11 @@ def uses_strongly_typed(precision: str, trt_version: str) -> bool:
 
 
 def device_compute_capability(device: int = 0) -> str:
-    """``"major.minor"`` of a CUDA GPU, via cuda-python or else torch (both optional)."""
-    try:
-        from cuda.bindings import runtime as cudart
+    """``"major.minor"`` of a CUDA GPU, through saliq's CUDA layer (cuda-python or pycuda),
+    the same bindings the TensorRT backend runs on; a one-line error says what is missing."""
+    from saliq import cuda_memory
 
-        err, props = cudart.cudaGetDeviceProperties(device)
-        if int(err) == 0:
-            return f"{props.major}.{props.minor}"
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(device)
-            return f"{major}.{minor}"
-    except ImportError:
-        pass
-    raise BackendUnavailableError(
-        "cannot read the GPU's compute capability: install cuda-python "
-        "(pip install cuda-python) or a CUDA build of torch, and check the GPU driver"
-    )
+    return cuda_memory.cuda_api().compute_capability(device)
 
 
 AMPERE_MAJOR = 8  # HardwareCompatibilityLevel.AMPERE_PLUS: engines for compute capability 8.x+
@@ -168,11 +164,11 @@ def profile_from_flags(min_batch: int, opt_batch: int, max_batch: int) -> Profil
 
 
 def profile_shapes(spec: ModelSpec, name: str, profile: Profile) -> tuple[list[int], ...]:
-    """(min, opt, max) shapes of one graph input; batch is the only dynamic axis."""
-    h, w = spec.input_size
-    chw = {"image": [3, h, w], "gradient": [1, h, w], "prior": [1, h // 4, w // 4]}[name]
+    """(min, opt, max) shapes of one graph input; batch is the only dynamic axis and the rest
+    is the spec's per-sample shape."""
+    per_sample = list(spec.tensor_shape(name))
     return tuple(
-        [batch, *chw] for batch in (profile.min_batch, profile.opt_batch, profile.max_batch)
+        [batch, *per_sample] for batch in (profile.min_batch, profile.opt_batch, profile.max_batch)
     )
 
 
@@ -323,13 +319,6 @@ def onnx_io_dtypes(model: onnx.ModelProto) -> dict[str, str]:
     }
 
 
-def spec_of_onnx(model: onnx.ModelProto, source: str = "onnx") -> ModelSpec:
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return ModelSpec.from_json(prop.value, source=source)
-    raise ConfigError(f"{source}: no saliq spec in the ONNX metadata; export it with saliq")
-
-
 def write_fp16_onnx(fp32_path: str | Path, output: str | Path) -> Path:
     """Convert and save, with the spec's io_dtypes rewritten from the converted graph."""
     import onnx
@@ -346,77 +335,19 @@ def write_fp16_onnx(fp32_path: str | Path, output: str | Path) -> Path:
     return Path(output)
 
 
-# --- parity photos and runners -------------------------------------------------------------
-
-
-def parity_frames(
-    count: int = MIN_PARITY_IMAGES, size: tuple[int, int] = (224, 224), seed: int = 0
-) -> list[np.ndarray]:
-    """Real photos (scikit-image, scikit-learn) at distortion levels 0-5, cycled evenly.
-
-    Distortions are defined on the working frame (the photo resized to the model input),
-    so each photo is resized to ``size`` first; level ``i % 6`` spreads severities evenly.
-    """
-    import cv2
-    from skimage import data as skdata
-    from sklearn.datasets import load_sample_images
-
-    from saliq.train.data.distortions import DISTORTIONS, apply_distortion
-
-    gray = skdata.camera()
-    photos = [
-        skdata.astronaut(),
-        skdata.coffee(),
-        skdata.chelsea(),
-        skdata.rocket(),
-        np.stack([gray] * 3, axis=-1),
-        *load_sample_images().images,
-    ]
-    height, width = size
-    base = [cv2.resize(p, (width, height), interpolation=cv2.INTER_AREA) for p in photos]
-    names = sorted(DISTORTIONS)
-    rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(count):
-        level = i % 6
-        photo = base[(i // 6 + level) % len(base)]  # every level sees every photo
-        name = names[int(rng.integers(len(names)))]
-        frame = apply_distortion(photo, name, level, rng) if level else photo
-        frames.append(np.ascontiguousarray(frame))
-    return frames
-
-
-def _run_batched(
-    infer, batch: dict[str, np.ndarray], max_batch: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    n = len(next(iter(batch.values())))
-    scores, maps = [], []
-    for start in range(0, n, max_batch):
-        out = infer({k: v[start : start + max_batch] for k, v in batch.items()})
-        scores.append(np.asarray(out["score"], dtype=np.float32).reshape(-1))
-        if "saliency" in out:
-            maps.append(np.asarray(out["saliency"], dtype=np.float32))
-    return np.concatenate(scores), (np.concatenate(maps) if maps else None)
-
-
-def onnxruntime_outputs(path: str | Path, batch: dict[str, np.ndarray], max_batch: int = 16):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-
-    def infer(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, feeds)))
-
-    return _run_batched(infer, batch, max_batch)
+# --- parity against ONNX Runtime --------------------------------------------------------
 
 
 def check_fp16_onnx(
     fp32_path: Path, fp16_path: Path, batch: dict[str, np.ndarray], tolerance: float
 ) -> ParityReport:
-    ref = onnxruntime_outputs(fp32_path, batch)
-    test = onnxruntime_outputs(fp16_path, batch)
-    report = parity_report(ref[0], ref[1], test[0], test[1], tolerance=tolerance)
+    """The FP16 ONNX against the FP32 one, both on ONNX Runtime's CPU provider."""
+    report = compare_runners(
+        OnnxRuntimeRunner(fp32_path, name="onnxruntime-fp32"),
+        OnnxRuntimeRunner(fp16_path, name="onnxruntime-fp16"),
+        batch,
+        tolerance=tolerance,
+    )
     if not report.passed:
         raise ParityError(f"FP16 ONNX refused before building: {report.summary()}", report)
     return report
@@ -435,22 +366,11 @@ def _tensorrt_backend(engine: Path):
     return TensorRTBackend(engine, allow_engine_host_code=True)
 
 
-def _latency_ms(backend, batch: dict[str, np.ndarray], size: int) -> dict[str, float]:
+def latency(runner: BackendRunner, batch: dict[str, np.ndarray], size: int) -> dict[str, Any]:
+    """Latency of one ``infer`` of ``size`` frames (host copies included), by the one timer."""
     feeds = {k: np.ascontiguousarray(np.resize(v, (size, *v.shape[1:]))) for k, v in batch.items()}
-    for _ in range(LATENCY_WARMUP):
-        backend.infer(feeds)
-    times = []
-    for _ in range(LATENCY_RUNS):
-        start = time.perf_counter()
-        backend.infer(feeds)
-        times.append((time.perf_counter() - start) * 1e3)
-    return {
-        "batch": size,
-        "median_ms": float(np.median(times)),
-        "p90_ms": float(np.percentile(times, 90)),
-        "runs": LATENCY_RUNS,
-        "includes_host_copies": True,
-    }
+    timing = time_call(lambda: runner.infer(feeds), runs=LATENCY_RUNS, warmup=LATENCY_WARMUP)
+    return {"batch": size, **timing.to_dict(), "includes_host_copies": True}
 
 
 # --- the build -----------------------------------------------------------------------------
@@ -600,6 +520,7 @@ def build_engine(
 
     import onnx
 
+    from saliq.frames import parity_frames
     from saliq.preprocess import Preprocessor
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -648,13 +569,10 @@ def build_engine(
         )
         write_sidecar(staged, sidecar)  # the runtime backend reads it beside the plan
 
-        ref_scores, ref_maps = onnxruntime_outputs(fp32_onnx, batch)
-        backend = _tensorrt_backend(staged)
-        try:
-            test_scores, test_maps = _run_batched(backend.infer, batch, profile.max_batch)
-            report = parity_report(
-                ref_scores, ref_maps, test_scores, test_maps, tolerance, min_saliency_cc
-            )
+        reference = run_batched(OnnxRuntimeRunner(fp32_onnx), batch)
+        with BackendRunner(_tensorrt_backend(staged), name="tensorrt") as engine:
+            test = run_batched(engine, batch, profile.max_batch)
+            report = compare_outputs(reference, test, tolerance, min_saliency_cc, spec=spec)
             if not report.passed:
                 raise ParityError(
                     f"engine refused, nothing written: {report.summary()}; try --precision "
@@ -662,9 +580,7 @@ def build_engine(
                     report,
                 )
             extra["parity"] = report.to_dict()
-            extra["latency"] = _latency_ms(backend, batch, profile.opt_batch)
-        finally:
-            backend.close()
+            extra["latency"] = latency(engine, batch, profile.opt_batch)
 
         write_sidecar(staged, dataclasses.replace(sidecar, extra=extra))
         # Plan first, then sidecar: a reader in between gets a clear sha256 mismatch error.
@@ -683,6 +599,7 @@ __all__ = [
     "convert_to_fp16",
     "device_compute_capability",
     "import_tensorrt",
-    "parity_frames",
     "profile_from_flags",
+    "profile_shapes",
+    "spec_of_onnx",
 ]

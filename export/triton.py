@@ -158,15 +158,10 @@ def _read_model(model: Path, kind: str):
         return spec, io, sidecar
     import onnx
 
+    from .onnx import spec_of_onnx
+
     proto = onnx.load(str(model), load_external_data=False)
-    spec = None
-    for prop in proto.metadata_props:
-        if prop.key == METADATA_KEY:
-            spec = ModelSpec.from_json(prop.value, source=str(model))
-    if spec is None:
-        raise TritonExportError(
-            f"{model}: no saliq ModelSpec in its metadata; export it with `saliq export onnx`"
-        )
+    spec = spec_of_onnx(proto, source=str(model))
     names = {1: "float32", 10: "float16"}
     io = {}
     for vi in [*proto.graph.input, *proto.graph.output]:
@@ -181,16 +176,12 @@ def _read_model(model: Path, kind: str):
 
 
 def tensor_dims(spec: ModelSpec, tensor: str) -> list[int]:
-    """Dims of a network tensor without the batch axis (``score`` is [1], reshaped to [])."""
-    h, w = spec.input_size
-    dims = {
-        "image": [3, h, w],
-        "gradient": [1, h, w],
-        "prior": [1, h // 4, w // 4],
-        "score": [1],
-        "saliency": [1, *spec.saliency_size],
-    }
-    return dims[tensor]
+    """Dims of a network tensor without the batch axis, from the spec's per-sample shapes.
+
+    Triton has no rank-0 tensors in a batched model: a per-sample scalar (``score``) is
+    declared [1] and reshaped to [] (see :func:`model_config`).
+    """
+    return list(spec.tensor_shape(tensor)) or [1]
 
 
 def pbtxt_string(text: str) -> str:
@@ -266,7 +257,7 @@ def model_config(
 ) -> str:
     inputs = [_tensor_block(t, io_types[t], tensor_dims(spec, t)) for t in spec.inputs]
     outputs = [
-        _tensor_block(t, io_types[t], tensor_dims(spec, t), reshape=t == "score")
+        _tensor_block(t, io_types[t], tensor_dims(spec, t), reshape=not spec.tensor_shape(t))
         for t in spec.outputs
     ]
     preferred = ", ".join(str(b) for b in _preferred_batches(max_batch))
@@ -357,12 +348,12 @@ import triton_python_backend_utils as pb_utils
 class TritonPythonModel:
     def initialize(self, args):
         from saliq.preprocess import Preprocessor
-        from saliq.spec import METADATA_KEY, ModelSpec
+        from saliq.spec import ModelSpec
 
         config = json.loads(args["model_config"])
-        params = config.get("parameters", {})
-        self.spec = ModelSpec.from_json(params[METADATA_KEY]["string_value"], "triton config")
-        fmt = params.get("saliq_frame_format", {}).get("string_value", "BGR")
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.spec = ModelSpec.from_metadata(params, "triton config")
+        fmt = params.get("saliq_frame_format") or "BGR"
         self.frame_format = fmt
         dtype = self.spec.io_dtypes.get("image", "float32")
         self.preprocessor = Preprocessor.from_spec(self.spec, dtype=dtype)

@@ -69,6 +69,31 @@ def _onnxruntime() -> Row:
     return "onnxruntime", OK, f"{ort.__version__}; providers: {providers}"
 
 
+def _opencv() -> Row:
+    try:
+        import cv2
+    except ImportError:
+        return (
+            "opencv",
+            NO,
+            "not installed (image decoding, preprocessing): pip install 'saliq[cpu]' "
+            "(or your platform's OpenCV build)",
+        )
+    return "opencv", OK, str(cv2.__version__)
+
+
+def _onnx() -> Row:
+    try:
+        import onnx
+    except ImportError:
+        return (
+            "onnx",
+            NO,
+            "not installed (only `saliq export` needs it): pip install 'saliq[export]'",
+        )
+    return "onnx", OK, f"{onnx.__version__} (saliq export onnx|trt|triton)"
+
+
 def _preproc() -> Row:
     try:
         # By name: the compiled extension is optional and ships no type stubs.
@@ -121,6 +146,8 @@ CHECKS: tuple[tuple[str, Callable[[], Row]], ...] = (
     ("GPU", _gpus),
     ("TensorRT", _tensorrt),
     ("onnxruntime", _onnxruntime),
+    ("opencv", _opencv),
+    ("onnx", _onnx),
     ("preprocessing on GPU", _preproc),
     ("cuda-python", lambda: _binding("cuda-python")),
     ("pycuda", lambda: _binding("pycuda")),
@@ -159,7 +186,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``saliq doctor`` to the CLI's subcommands."""
     parser = subparsers.add_parser(
-        "doctor", help="report CUDA, GPU, TensorRT, onnxruntime and torch availability"
+        "doctor",
+        help="report CUDA, GPU, TensorRT, onnxruntime, OpenCV, onnx and torch availability",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(func=cmd_doctor)

@@ -229,3 +229,34 @@ def fake_tensorrt(
 
 
 PLAN = b"stand-in plan"
+
+
+def tiny_onnx(path, spec):
+    """score = sigmoid(mean(image)); saliency = 16x16 average pool of the channel mean, as an
+    ONNX graph on [N, 3, 32, 32] carrying ``spec`` (the stand-in engines compute the same)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from saliq.spec import METADATA_KEY
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sigmoid", ["m"], ["score"]),
+        helper.make_node("ReduceMean", ["image"], ["c"], axes=[1], keepdims=1),
+        helper.make_node(
+            "AveragePool", ["c"], ["saliency"], kernel_shape=[16, 16], strides=[16, 16]
+        ),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info("saliency", TensorProto.FLOAT, ["N", 1, 2, 2]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "tiny", [image], outputs),
+        opset_imports=[helper.make_opsetid("", 13)],
+        ir_version=8,
+    )
+    helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
+    onnx.save(model, str(path))
+    return path

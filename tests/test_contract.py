@@ -97,9 +97,11 @@ TINY = {
         "hidden": [16],
         "direct_saliency": True,
     },
+    # another backbone family through the same builder (torchvision layout, ImageNet mean/std)
+    "sgdnet_resnet18": {"backbone": "resnet18", "feature_dim": 32, "hidden": [16]},
 }
-ARCHITECTURE = {"sgdnet_direct": "sgdnet"}
-CASES = sorted({*TINY, *list_models()} - {"sgdnet_direct"}) + ["sgdnet_direct"]
+ARCHITECTURE = {"sgdnet_direct": "sgdnet", "sgdnet_resnet18": "sgdnet"}
+CASES = sorted({*TINY, *list_models()})
 
 
 def _frames(n: int) -> list[np.ndarray]:

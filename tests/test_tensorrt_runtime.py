@@ -13,9 +13,7 @@ import types
 import warnings
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 import saliq
 from saliq.backends import backend_for, load_backend
@@ -43,10 +41,10 @@ from saliq.errors import (
     ModelFormatError,
     UntrustedModelError,
 )
-from saliq.spec import METADATA_KEY, ModelSpec
+from saliq.spec import ModelSpec
 
 from .dlpack_fakes import FakeDLPack
-from .fake_runtimes import PLAN, HostGraphCudaImpl, fake_tensorrt, tiny_model
+from .fake_runtimes import PLAN, HostGraphCudaImpl, fake_tensorrt, tiny_model, tiny_onnx
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 SPEC = ModelSpec(name="tiny", architecture="test", backbone="none", input_height=32, input_width=32)
@@ -284,33 +282,8 @@ def test_cli_passes_host_code_consent_and_reports_missing_tensorrt(tmp_path, cap
 # ------------------------------------------------------------------------------------------
 
 
-def _tiny_onnx(path, spec=SPEC):
-    """score = sigmoid(mean(image)); saliency = 16x16 average pool of the channel mean."""
-    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])
-    nodes = [
-        helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
-        helper.make_node("Sigmoid", ["m"], ["score"]),
-        helper.make_node("ReduceMean", ["image"], ["c"], axes=[1], keepdims=1),
-        helper.make_node(
-            "AveragePool", ["c"], ["saliency"], kernel_shape=[16, 16], strides=[16, 16]
-        ),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"]),
-        helper.make_tensor_value_info("saliency", TensorProto.FLOAT, ["N", 1, 2, 2]),
-    ]
-    model = helper.make_model(
-        helper.make_graph(nodes, "tiny", [image], outputs),
-        opset_imports=[helper.make_opsetid("", 13)],
-        ir_version=8,
-    )
-    helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
-    onnx.save(model, str(path))
-    return path
-
-
 def test_onnxruntime_iobinding_path_matches_plain_run(tmp_path):
-    backend = OnnxRuntimeBackend(_tiny_onnx(tmp_path / "tiny.onnx"))
+    backend = OnnxRuntimeBackend(tiny_onnx(tmp_path / "tiny.onnx", SPEC))
     assert backend.provider == "CPUExecutionProvider" and backend.binding_device is None
     x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
     plain = backend.infer({"image": x})
@@ -348,7 +321,7 @@ def _build_engine(tmp_path, version_compatible: bool = False):
     pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
     from saliq.cuda_memory import cuda_api
 
-    onnx_path = _tiny_onnx(tmp_path / "tiny.onnx")
+    onnx_path = tiny_onnx(tmp_path / "tiny.onnx", SPEC)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)
@@ -475,7 +448,7 @@ def stand_in(tmp_path, monkeypatch):
 
 def test_stand_in_engine_is_the_tiny_onnx_model(tmp_path):
     x = np.random.default_rng(3).standard_normal((5, 3, 32, 32)).astype(np.float32)
-    reference = OnnxRuntimeBackend(_tiny_onnx(tmp_path / "tiny.onnx")).infer({"image": x})
+    reference = OnnxRuntimeBackend(tiny_onnx(tmp_path / "tiny.onnx", SPEC)).infer({"image": x})
     for name, value in tiny_model(x).items():
         np.testing.assert_allclose(value, reference[name], atol=1e-6)
 

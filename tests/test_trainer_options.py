@@ -71,7 +71,8 @@ def _config(tmp_path, **overrides) -> TrainConfig:
 @pytest.mark.slow
 def test_mos_csv_source_with_tres_losses(tmp_path):
     _mos_folder(tmp_path)
-    best = train(_config(tmp_path), progress=False)
+    # bf16 autocast on the CPU: the mixed-precision path a GPU run takes (losses in float32)
+    best = train(_config(tmp_path, precision="bf16"), progress=False)
     assert best.is_file()
     history = [json.loads(line) for line in (best.parent / LOG_NAME).read_text().splitlines()]
     assert len(history) == 2
@@ -143,3 +144,34 @@ def test_device_and_precision_choices(monkeypatch):
         TrainConfig.from_dict({"device": "tpu"})
     with pytest.raises(ConfigError, match="alpha"):
         TrainConfig.from_dict({"alpha": 0.25})
+
+
+@pytest.mark.slow
+def test_trainer_feeds_every_input_the_model_reads(tmp_path, monkeypatch):
+    """A model reading `gradient` trains: the data layer emits what the spec asks for."""
+    from tests.test_contract import GradientReader  # noqa: F401  (registers the test models)
+
+    seen: list[tuple[str, ...]] = []
+    original = GradientReader.forward
+
+    def spy(self, inputs):
+        seen.append(tuple(sorted(inputs)))
+        return original(self, inputs)
+
+    monkeypatch.setattr(GradientReader, "forward", spy)
+    _mos_folder(tmp_path)
+    config = _config(
+        tmp_path,
+        loss=[{"name": "l1"}, {"name": "kl", "on": "saliency", "weight": 0.1}],
+        model={
+            "architecture": "contract_gradient_reader",
+            "backbone": "efficientnet_lite0",
+            "input_height": 64,
+            "input_width": 64,
+        },
+    )
+    best = train(config, progress=False)
+    assert seen and set(seen) == {("gradient", "image")}
+    from saliq.checkpoint import load_spec
+
+    assert load_spec(best).inputs == ("image", "gradient")

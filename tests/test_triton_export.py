@@ -297,14 +297,9 @@ def python_model(repo, monkeypatch):
 
 
 def _photos_bgr(count: int, size=(120, 90)) -> np.ndarray:
-    from skimage import data as skdata
-    from skimage.transform import resize
+    from saliq.frames import parity_frames
 
-    photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea()]
-    frames = [
-        (resize(photos[i % 3], size, anti_aliasing=True) * 255).astype(np.uint8)[:, :, ::-1]
-        for i in range(count)
-    ]
+    frames = [f[:, :, ::-1] for f in parity_frames(count, size)]
     return np.ascontiguousarray(np.stack(frames))
 
 
@@ -374,9 +369,9 @@ def test_tensorrt_plan_with_sidecar(smoke_run, tmp_path):
     import onnx
 
     from saliq.engine_sidecar import EngineSidecar, Profile, sha256_file, write_sidecar
-    from saliq.export.onnx import _spec_from_onnx
+    from saliq.export.onnx import spec_of_onnx
 
-    spec = _spec_from_onnx(onnx.load(str(smoke_run["onnx"])))
+    spec = spec_of_onnx(onnx.load(str(smoke_run["onnx"])))
     plan = tmp_path / "model.engine"
     plan.write_bytes(b"not a real plan: no TensorRT here")
     write_sidecar(

@@ -41,6 +41,7 @@ __all__ = [
     "save_checkpoint",
 ]
 
+
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module,

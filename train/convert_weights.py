@@ -15,7 +15,6 @@ anything is written (the file must then load with ``build_backbone(name, weights
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Mapping
@@ -28,7 +27,7 @@ from saliq.errors import BackendUnavailableError, ConfigError, ModelFormatError
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["cmd_convert_weights", "convert_pth", "read_pth", "register"]
+__all__ = ["convert_pth", "read_pth"]
 
 _WRAPPER_KEYS = ("state_dict", "model")
 _DP_PREFIX = "module."
@@ -131,31 +130,3 @@ def convert_pth(
     with atomic_path(dst) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return dst
-
-
-def cmd_convert_weights(args: argparse.Namespace) -> int:
-    dst = convert_pth(args.src, args.dst, backbone=args.backbone)
-    from safetensors import safe_open
-
-    with safe_open(str(dst), "np") as f:
-        count = len(list(f.keys()))
-    checked = f", checked against {args.backbone}" if args.backbone else ""
-    print(f"wrote {dst} ({count} tensors{checked})")
-    return 0
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``saliq convert-weights`` to the CLI's subcommands (no torch import here)."""
-    parser = subparsers.add_parser(
-        "convert-weights",
-        help="PyTorch .pth/.pt weights -> .safetensors (the only pickle saliq ever reads)",
-    )
-    parser.add_argument("src", help="state dict saved with torch.save (.pth/.pt)")
-    parser.add_argument("dst", help="output .safetensors file")
-    parser.add_argument(
-        "--backbone",
-        default=None,
-        help="check keys and shapes against this backbone (e.g. resnet50, vgg16)",
-    )
-    parser.set_defaults(func=cmd_convert_weights)
-    return parser

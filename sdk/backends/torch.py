@@ -12,6 +12,7 @@ import numpy as np
 
 from ..checkpoint import read_checkpoint_info
 from ..errors import BackendUnavailableError
+from ..spec import ModelSpec
 from .base import Backend
 
 
@@ -37,6 +38,15 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self.model = model_from_spec(spec, weights_path=path).to(device)
+
+    @classmethod
+    def from_module(cls, model, spec: ModelSpec, device: str = "cpu") -> TorchBackend:
+        """An in-memory model (``model(dict) -> dict``) behind the backend interface, its
+        inputs validated against ``spec`` as a file-backed backend's are."""
+        backend = cls.__new__(cls)
+        Backend.__init__(backend, spec, device=device)
+        backend.model = model
+        return backend
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = _torch()

@@ -177,32 +177,32 @@ def _same_shape(term: LossTerm, pred: torch.Tensor, target: torch.Tensor) -> Non
 # -------------------------------------------------------------------------------- quality
 
 
-class L1(LossTerm):
+class _ScoreError(LossTerm):
+    """Mean |score - label| ** power (power 1: L1, 2: L2)."""
+
+    kind = "quality"
+    default_on = "score"
+    default_target = "score"
+    power: ClassVar[int]
+
+    def compute(self, pred: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        assert target is not None
+        _same_shape(self, pred, target)
+        return (pred - target.to(pred.dtype)).abs().pow(self.power).mean()
+
+
+class L1(_ScoreError):
     """Mean absolute error between the score and its label."""
 
     name = "l1"
-    kind = "quality"
-    default_on = "score"
-    default_target = "score"
-
-    def compute(self, pred: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        assert target is not None
-        _same_shape(self, pred, target)
-        return (pred - target.to(pred.dtype)).abs().mean()
+    power = 1
 
 
-class L2(LossTerm):
+class L2(_ScoreError):
     """Mean squared error between the score and its label."""
 
     name = "l2"
-    kind = "quality"
-    default_on = "score"
-    default_target = "score"
-
-    def compute(self, pred: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        assert target is not None
-        _same_shape(self, pred, target)
-        return (pred - target.to(pred.dtype)).pow(2).mean()
+    power = 2
 
 
 class CrossEntropy(LossTerm):

@@ -1,29 +1,4 @@
-"""Compatibility shim: ResNet moved to :mod:`saliq.train.models.backbones`."""
+"""Compatibility shim: the backbone moved to :mod:`saliq.train.models.backbones.resnet`."""
 
-from __future__ import annotations
-
-from .backbones.resnet import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    RESNET_PRETRAINED,
-    BasicBlock,
-    Bottleneck,
-    ResNet,
-    load_safetensors_weights,
-    resnet18,
-    resnet34,
-    resnet50,
-)
-
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "RESNET_PRETRAINED",
-    "BasicBlock",
-    "Bottleneck",
-    "ResNet",
-    "load_safetensors_weights",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-]
+from .backbones.resnet import *  # noqa: F403  (re-exports that module's __all__)
+from .backbones.resnet import __all__  # noqa: F401

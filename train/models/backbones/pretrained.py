@@ -68,3 +68,20 @@ class BackboneConfig:
     @property
     def feature_strides(self) -> tuple[int, ...]:
         return tuple(f.stride for f in self.feature_info)
+
+
+def torchvision_config(
+    name: str, architecture: str, layout: str, feature_info: tuple[FeatureInfo, ...]
+) -> BackboneConfig:
+    """A torchvision-family backbone: ImageNet normalisation, 224 px, the user's weights."""
+    return BackboneConfig(
+        name=name,
+        architecture=architecture,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        input_size=224,
+        weight_source=USER_SAFETENSORS,
+        weights_layout=f"torchvision ({layout})",
+        licence="that of the user's weights (not shipped)",
+        feature_info=feature_info,
+    )

@@ -24,9 +24,9 @@ from .base import Backbone
 from .pretrained import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    USER_SAFETENSORS,
     BackboneConfig,
     FeatureInfo,
+    torchvision_config,
 )
 
 __all__ = [
@@ -111,16 +111,8 @@ def _feature_info(expansion: int) -> tuple[FeatureInfo, ...]:
 
 
 def _pretrained_cfg(name: str) -> BackboneConfig:
-    return BackboneConfig(
-        name=name,
-        architecture="resnet",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        input_size=224,
-        weight_source=USER_SAFETENSORS,
-        weights_layout="torchvision (conv1.*, layer1.0.*, fc.*)",
-        licence="that of the user's weights (not shipped)",
-        feature_info=_feature_info(_LAYERS[name][0].expansion),
+    return torchvision_config(
+        name, "resnet", "conv1.*, layer1.0.*, fc.*", _feature_info(_LAYERS[name][0].expansion)
     )
 
 

@@ -23,11 +23,9 @@ from torch import Tensor, nn
 
 from .base import Backbone
 from .pretrained import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    USER_SAFETENSORS,
     BackboneConfig,
     FeatureInfo,
+    torchvision_config,
 )
 
 __all__ = ["VGG", "VGG_LAYERS", "VGG_PRETRAINED", "vgg16", "vgg19"]
@@ -79,16 +77,8 @@ def _feature_info(layers: tuple[int, ...]) -> tuple[FeatureInfo, ...]:
 
 
 def _pretrained_cfg(name: str) -> BackboneConfig:
-    return BackboneConfig(
-        name=name,
-        architecture="vgg",
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        input_size=224,
-        weight_source=USER_SAFETENSORS,
-        weights_layout="torchvision (features.N.*, classifier.N.*)",
-        licence="that of the user's weights (not shipped)",
-        feature_info=_feature_info(VGG_LAYERS[name]),
+    return torchvision_config(
+        name, "vgg", "features.N.*, classifier.N.*", _feature_info(VGG_LAYERS[name])
     )
 
 
