@@ -127,6 +127,7 @@ PACKAGES = {
     "saliq.train.models.backbones": "train/models/backbones",
     "saliq.train.data": "train/data",
     "saliq.train.losses": "train/losses",
+    "saliq.train.engine": "train/engine",
     "saliq.export": "export",
 }
 

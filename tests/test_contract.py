@@ -182,3 +182,39 @@ def test_contract_end_to_end(case, tmp_path):
         for name in extra:
             assert b.outputs[name].shape == spec.tensor_shape(name)
             np.testing.assert_allclose(a.outputs[name], b.outputs[name], atol=1e-4)
+
+
+def test_checkpoint_reloads_without_the_backbone_file_it_started_from(tmp_path):
+    """A checkpoint names the backbone weights it started from; rebuilding ignores that file."""
+    from safetensors.torch import save_file
+
+    from saliq.train.models import build_backbone, model_from_spec
+
+    start = tmp_path / "resnet18.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in build_backbone("resnet18").state_dict().items()}, str(start)
+    )
+    config = {
+        "backbone": "resnet18",
+        "backbone_weights": str(start),
+        "feature_dim": 16,
+        "hidden": [8],
+    }
+    model = create_model("sgdnet", **config).eval()
+    spec = model_spec(
+        model,
+        name="r18",
+        architecture="sgdnet",
+        backbone="resnet18",
+        input_height=SIZE,
+        input_width=SIZE,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        model_config=config,
+    )
+    ckpt = save_checkpoint(tmp_path / "r18_sgdnet.safetensors", model, spec)
+    start.unlink()
+    rebuilt = model_from_spec(spec, weights_path=ckpt)
+    image = torch.rand(1, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(rebuilt({"image": image})["score"], model({"image": image})["score"])

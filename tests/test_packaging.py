@@ -38,3 +38,18 @@ def test_default_model_ships_in_the_package():
 
     names = {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
     assert {"saliq_sgdnet_lite0.onnx", "saliq_sgdnet_lite0.safetensors", "MODEL_CARD.md"} <= names
+
+
+def test_every_package_folder_is_listed_in_setup_py():
+    """A folder missing from PACKAGES imports in an editable install but not from a wheel."""
+    import re
+
+    listed = set(
+        re.findall(r'^\s+"saliq[\w.]*": "([\w/]+)",$', (REPO / "setup.py").read_text(), re.M)
+    )
+    folders = {
+        str(init.parent.relative_to(REPO))
+        for top in FOLDERS
+        for init in (REPO / top).rglob("__init__.py")
+    }
+    assert folders - listed == set(), f"add to setup.py PACKAGES: {sorted(folders - listed)}"

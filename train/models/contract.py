@@ -24,6 +24,9 @@ from torch import nn
 from saliq.spec import GRAPH_OUTPUTS, SALIENCY, SCORE, ModelSpec
 
 
+BACKBONE_WEIGHTS_KEY = "backbone_weights"  # architectures' keyword for a starting-weights file
+
+
 class IQAModel(nn.Module):
     """Base class: subclasses set the three name tuples (per instance when configurable)."""
 
@@ -120,7 +123,10 @@ def model_from_spec(spec: ModelSpec, weights_path: str | Path | None = None) -> 
     from .registry import create_model
 
     config = {**spec.model_config}
-    config["pretrained"] = False  # the checkpoint's weights replace any ImageNet start
+    # The checkpoint's weights replace any starting weights: never fetch ImageNet weights or
+    # open the backbone file named at training time (it may not exist on this machine).
+    config["pretrained"] = False
+    config.pop(BACKBONE_WEIGHTS_KEY, None)
     model = create_model(spec.architecture, **config)
     if weights_path is not None:
         from safetensors.torch import load_file
