@@ -45,7 +45,7 @@ from saliq.bench.compare import (
     compare_outputs,
     compare_runners,
 )
-from saliq.bench.runners import BackendRunner, OnnxRuntimeRunner, run_batched
+from saliq.bench.runners import BackendRunner, OnnxRuntimeRunner, Runner, run_batched
 from saliq.bench.timer import time_call
 from saliq.engine_sidecar import PRECISIONS, EngineSidecar, Profile, sha256_file, write_sidecar
 from saliq.errors import BackendUnavailableError, ConfigError, SaliqError
@@ -366,7 +366,7 @@ def _tensorrt_backend(engine: Path):
     return TensorRTBackend(engine, allow_engine_host_code=True)
 
 
-def latency(runner: BackendRunner, batch: dict[str, np.ndarray], size: int) -> dict[str, Any]:
+def latency(runner: Runner, batch: dict[str, np.ndarray], size: int) -> dict[str, Any]:
     """Latency of one ``infer`` of ``size`` frames (host copies included), by the one timer."""
     feeds = {k: np.ascontiguousarray(np.resize(v, (size, *v.shape[1:]))) for k, v in batch.items()}
     timing = time_call(lambda: runner.infer(feeds), runs=LATENCY_RUNS, warmup=LATENCY_WARMUP)

@@ -72,6 +72,7 @@ class ModelSpec:
     spec_version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
+        self._check_types()
         for dim_name in ("input_height", "input_width"):
             value = getattr(self, dim_name)
             if not isinstance(value, int) or value <= 0 or value % SIZE_MULTIPLE:
@@ -103,6 +104,40 @@ class ModelSpec:
                 f"ModelSpec.outputs {undeclared} have no shape in output_shapes; the model must "
                 "declare the per-sample shape of every extra exported output"
             )
+
+    def _check_types(self) -> None:
+        """Field types and ranges a hand-edited or foreign spec may get wrong."""
+
+        def names(value) -> bool:
+            return isinstance(value, (tuple, list)) and all(isinstance(v, str) for v in value)
+
+        def positive_ints(value) -> bool:
+            return isinstance(value, (tuple, list)) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+            )
+
+        problems = []
+        if not names(self.inputs) or not names(self.outputs):
+            problems.append("inputs and outputs must be lists of tensor names")
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            if not (
+                isinstance(value, (tuple, list))
+                and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            ):
+                problems.append(f"{key} must be 3 numbers (R, G, B)")
+        if not all(float(v) > 0 for v in self.std if isinstance(v, (int, float))):
+            problems.append("std must be positive")
+        stride = self.saliency_stride
+        if not isinstance(stride, int) or isinstance(stride, bool) or stride <= 0:
+            problems.append(f"saliency_stride={stride!r} must be a positive integer")
+        if not isinstance(self.output_shapes, dict) or not all(
+            isinstance(k, str) and positive_ints(v) for k, v in self.output_shapes.items()
+        ):
+            problems.append("output_shapes must map output names to lists of positive sizes")
+        if problems:
+            raise ModelFormatError(f"invalid ModelSpec: {'; '.join(problems)}; re-export the model")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -157,12 +192,16 @@ class ModelSpec:
             )
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in payload.items() if k in known}
-        for key in ("mean", "std", "inputs", "outputs", "score_range"):
-            if key in kwargs:
-                kwargs[key] = tuple(kwargs[key])
         try:
+            for key in ("mean", "std", "inputs", "outputs", "score_range"):
+                if key in kwargs:
+                    if isinstance(kwargs[key], str):
+                        raise ModelFormatError(f"invalid ModelSpec: {key} must be a list")
+                    kwargs[key] = tuple(kwargs[key])
             spec = cls(**kwargs)
-        except TypeError as exc:
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"{source}: {exc}") from None
+        except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"{source}: incomplete saliq spec ({exc}); re-export") from None
         spec.check_supported(source)
         return spec

@@ -231,7 +231,7 @@ def test_nan_anywhere_fails(where):
     assert not report.passed and any("NaN" in r for r in report.reasons)
 
 
-def test_every_map_shaped_output_is_gated_and_vectors_are_only_reported():
+def test_every_map_shaped_output_is_gated_and_vectors_within_the_tolerance():
     spec = ModelSpec(
         name="m",
         architecture="test",
@@ -247,9 +247,13 @@ def test_every_map_shaped_output_is_gated_and_vectors_are_only_reported():
     ref["distribution"] = RNG.random((8, 5)).astype(np.float32)
     assert map_outputs(ref, spec) == ["saliency", "high_saliency"]
     test = {k: v.copy() for k, v in ref.items()}
-    test["distribution"] += 0.3  # not gated: reported only
+    test["distribution"] += 0.005  # within 0.01 x max(1, |ref|)
     passed = compare_outputs(ref, test, spec=spec)
-    assert passed.passed and passed.max_abs_diff["distribution"] == pytest.approx(0.3, abs=1e-6)
+    assert passed.passed and passed.max_abs_diff["distribution"] == pytest.approx(0.005, abs=1e-6)
+    test["distribution"] += 0.3
+    wrong = compare_outputs(ref, test, spec=spec)
+    assert not wrong.passed and "distribution differs" in wrong.reasons[0]
+    test["distribution"] -= 0.3
     test["high_saliency"][4] = RNG.random((1, 2, 2))  # uncorrelated second map
     failed = compare_outputs(ref, test, spec=spec)
     assert not failed.passed and "high_saliency correlation" in failed.reasons[0]

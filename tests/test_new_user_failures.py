@@ -96,3 +96,50 @@ def test_assess_after_close_says_so():
         assessor.assess(frame)
     with pytest.raises(saliq.BackendClosedError):
         assessor.backend.infer({})
+
+
+def test_train_without_scene_data_is_an_error_unless_asked(tmp_path):
+    done = _cli(
+        "train",
+        "--config",
+        "configs/sgdnet_lite0_default.yaml",
+        "--set",
+        f"data.scene_dir={tmp_path / 'absent'}",
+        "--set",
+        f"output_dir={tmp_path / 'run'}",
+    )
+    _one_line_error(done, "allow_sample_fallback", "absent")
+    assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_export_onnx_leaves_no_temporary_file(smoke_run, tmp_path):
+    import signal
+    import time
+
+    target = tmp_path / "model.onnx"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "saliq.cli",
+            "export",
+            "onnx",
+            str(smoke_run["checkpoint"]),
+            "-o",
+            str(target),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".model.onnx.*.tmp")):  # atomic_path's hidden file
+        assert proc.poll() is None, "export finished before it could be interrupted"
+        assert time.monotonic() < deadline, "the temporary file never appeared"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert list(tmp_path.iterdir()) == [], "an interrupted export left files behind"

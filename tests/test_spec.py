@@ -53,3 +53,41 @@ def test_bad_inputs_outputs():
         _spec(inputs=("prior",))
     with pytest.raises(ModelFormatError):
         _spec(outputs=("saliency",))
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"saliency_stride": 0}, "saliency_stride"),
+        ({"output_shapes": {"x": ["a"]}}, "output_shapes"),
+        ({"output_shapes": {"x": 5}}, "output_shapes"),
+        ({"outputs": None}, "incomplete"),
+        ({"inputs": "image"}, "inputs must be a list"),
+        ({"mean": [0.5, 0.5]}, "mean must be 3 numbers"),
+        ({"std": [0.5, 0.0, 0.5]}, "std must be positive"),
+        ({"outputs": ["score", "sharpness"]}, "no shape in output_shapes"),
+    ],
+)
+def test_hand_edited_specs_fail_in_one_line(patch, message):
+    """A spec edited by hand or copied from elsewhere: a ModelFormatError, never a traceback."""
+    base = json.loads(_spec().to_json())
+    with pytest.raises(ModelFormatError, match=message):
+        ModelSpec.from_json(json.dumps({**base, **patch}), source="edited.onnx")
+
+
+def test_tensor_shape_table():
+    spec = _spec(
+        input_height=64,
+        input_width=96,
+        inputs=("image", "gradient", "prior"),
+        outputs=("score", "saliency", "sharpness"),
+        output_shapes={"sharpness": [4]},
+    )
+    assert spec.tensor_shape("image") == (3, 64, 96)
+    assert spec.tensor_shape("gradient") == (1, 64, 96)
+    assert spec.tensor_shape("prior") == (1, 16, 24)
+    assert spec.tensor_shape("score") == ()
+    assert spec.tensor_shape("saliency") == (1, 4, 6)
+    assert spec.tensor_shape("sharpness") == (4,)
+    with pytest.raises(KeyError):
+        spec.tensor_shape("nope")

@@ -175,3 +175,39 @@ def test_trainer_feeds_every_input_the_model_reads(tmp_path, monkeypatch):
     from saliq.checkpoint import load_spec
 
     assert load_spec(best).inputs == ("image", "gradient")
+
+
+def test_config_values_are_checked_before_anything_runs(tmp_path):
+    from saliq.train.config import load_config
+
+    smoke = "configs/smoke.yaml"
+    assert load_config(smoke, {"optim.lr": "1e-4"}).optim.lr == pytest.approx(1e-4)  # YAML 1.1
+    for override, message in (
+        ({"optim.early_stopping_patience": 0}, "early_stopping_patience"),
+        ({"optim.gamma": -1}, "gamma"),
+        ({"threads": 0}, "threads"),
+        ({"num_workers": -1}, "num_workers"),
+        ({"data.val_photos": 0}, "val_photos"),
+        ({"optim.epochs": "abc"}, "integer"),
+        ({"loss": []}, "at least one term"),
+        ({"name.x": 1}, "not a section"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(smoke, override)
+    form = {"terms": [{"name": "l1"}, {True: "saliency", "name": "tv"}], "normalise": True}
+    loss = load_config(smoke, {"loss": form}).loss
+    assert loss["normalise"] is True and loss["terms"][1]["on"] == "saliency"
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listed)
+
+
+def test_loss_reading_an_output_the_model_lacks_fails_before_data(tmp_path):
+    config = _config(
+        tmp_path,
+        loss=[{"name": "l1"}, {"name": "tv", "on": "heatmap"}],
+        data={"source": "csv", "root": str(tmp_path / "absent")},
+    )
+    with pytest.raises(ConfigError, match="heatmap"):
+        train(config, progress=False)

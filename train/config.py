@@ -67,6 +67,9 @@ class DataConfig:
             raise ConfigError(
                 f"data.source={self.source!r} is unknown; use one of {', '.join(self.SOURCES)}"
             )
+        for name in ("val_photos", "copies_per_photo"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"data.{name}={getattr(self, name)} must be >= 1")
         if self.crop is not None:
             crop = self.crop
             if (
@@ -117,8 +120,17 @@ class OptimConfig:
         for name in ("epochs", "batch_size", "step_epochs", "plateau_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"optim.{name}={getattr(self, name)} must be >= 1")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ConfigError(
+                f"optim.early_stopping_patience={self.early_stopping_patience} must be >= 1 "
+                "(or null: no early stopping)"
+            )
         if not self.lr > 0:
             raise ConfigError(f"optim.lr={self.lr} must be > 0")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"optim.gamma={self.gamma} must be in (0, 1] (a decay factor)")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.backbone_lr_scale < 0:
+            raise ConfigError("optim.warmup_steps, weight_decay and backbone_lr_scale must be >= 0")
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -144,7 +156,7 @@ class TrainConfig:
     seed: int = 0
     output_dir: str = "runs/default"
     # Weighted loss terms (saliq.train.losses); the default is SGDNet's with a = 0.25.
-    loss: list[dict] = field(default_factory=sgdnet_loss_config)
+    loss: list[dict] | dict = field(default_factory=sgdnet_loss_config)
     device: str = "auto"  # auto: CUDA when available, else CPU
     precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, else fp16; fp32 on CPU
     threads: int = 2
@@ -157,15 +169,24 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
-        if not self.loss:
+        if self.threads < 1:
+            raise ConfigError(f"threads={self.threads} must be >= 1")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers={self.num_workers} must be >= 0")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise ConfigError(f"max_steps_per_epoch={self.max_steps_per_epoch} must be >= 1")
+        # The loss is a list of terms, or {terms: [...], normalise: true} (docs/losses.md).
+        terms = self.loss.get("terms") if isinstance(self.loss, dict) else self.loss
+        if not terms or not isinstance(terms, list):
             raise ConfigError("loss: list at least one term, e.g. [{name: l1, weight: 1.0}]")
         # YAML 1.1 reads a bare `on:` key as the boolean true; give the term its key back.
-        self.loss = [
+        terms = [
             {("on" if key is True else key): value for key, value in entry.items()}
             if isinstance(entry, dict)
             else entry
-            for entry in self.loss
+            for entry in terms
         ]
+        self.loss = {**self.loss, "terms": terms} if isinstance(self.loss, dict) else terms
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -209,6 +230,12 @@ def _check_type(where: str, value: object, hint: object) -> object:
     expected = origin or hint
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):
+        # YAML 1.1 reads 1e-4 (no dot) as a string; a number written so is still a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     names = {
         int: "an integer",
         float: "a number",
@@ -253,10 +280,19 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: a config is a mapping of keys to values, not {type(raw).__name__}"
+        )
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(parents):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"--set {dotted}: {where} is not a section in {path}")
         node[leaf] = value
     return TrainConfig.from_dict(raw)

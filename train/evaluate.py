@@ -171,13 +171,12 @@ def evaluate_saliency(assessor, test, train, progress=True) -> dict:
         other_pts = np.concatenate([p * np.array([hw[1] / g[1], hw[0] / g[0]]) for g, p in others])
         other_map = M.fixation_map_from_points(other_pts, hw)
         bgr = cv2.imread(item.path, cv2.IMREAD_COLOR)
-        result = assessor.assess(bgr)
         prior = assessor.preprocessor.one(bgr, "BGR")["prior"][0]
-        maps = {
-            "model": M.resize_to(result.saliency, hw),
-            "prior": M.resize_to(prior, hw),
-            "centre_gaussian": M.centre_gaussian_map(hw, sigma),
-        }
+        maps = {}
+        if assessor.spec.saliency:  # a score-only model has no map of its own to rate
+            maps["model"] = M.resize_to(assessor.assess(bgr).saliency, hw)
+        maps["prior"] = M.resize_to(prior, hw)
+        maps["centre_gaussian"] = M.centre_gaussian_map(hw, sigma)
         for name, sal in maps.items():
             rows[name].append(
                 {

@@ -136,6 +136,17 @@ def _datasets(config: TrainConfig, spec: ModelSpec, required_targets):
     return data.train, data.val, data.split
 
 
+def _check_loss_reads_model(criterion, model: torch.nn.Module) -> None:
+    """Every output a loss term reads must be one the model produces (before any data work)."""
+    produced = set(getattr(model, "outputs", ())) | set(getattr(model, "aux_outputs", ()))
+    missing = sorted(set(criterion.required_outputs) - produced)
+    if missing:
+        raise ConfigError(
+            f"loss terms read {missing}, which {type(model).__name__} does not produce (it "
+            f"returns {sorted(produced)}); fix `on:` in the config's loss"
+        )
+
+
 def _per_rank_batch(config: TrainConfig, runtime: Runtime) -> int:
     if config.optim.batch_size % runtime.world_size:
         raise ConfigError(
@@ -215,6 +226,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     model = build_model(config)
     spec = _spec(config, model)
     criterion = build_loss(config.loss)
+    _check_loss_reads_model(criterion, model)
     ranking = any(term.name == RANKING_TERM for term in criterion.terms)
     train_set, val_set, split = _datasets(config, spec, criterion.required_targets)
     selected = selection_metric(val_set)
@@ -245,7 +257,13 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     net = model
     if runtime.distributed:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # Parameters that feed only outputs no loss term reads get no gradient; DDP must
+        # then look for them each step instead of waiting for their reduction forever.
+        produced = set(getattr(model, "outputs", ())) | set(getattr(model, "aux_outputs", ()))
+        unused = bool(produced - set(criterion.required_outputs))
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=unused
+        )
 
     def forward(module, inputs: dict) -> dict[str, torch.Tensor]:
         with runtime.autocast():

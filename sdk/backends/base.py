@@ -61,7 +61,7 @@ class Backend(ABC):
         batch = None
         for name, shape in shapes.items():
             expected = self.expected_shape(name)
-            if len(shape) != 4 or tuple(shape[1:]) != expected:
+            if len(shape) != 1 + len(expected) or tuple(shape[1:]) != expected:
                 raise InvalidImageError(
                     f"{self.name}: input {name!r} has shape {tuple(shape)}, expected "
                     f"[N, {', '.join(map(str, expected))}]"

@@ -45,7 +45,7 @@ class TorchBackend(Backend):
         inputs validated against ``spec`` as a file-backed backend's are."""
         backend = cls.__new__(cls)
         Backend.__init__(backend, spec, device=device)
-        backend.model = model
+        backend.model = model.eval()  # a reference run: no dropout, BN statistics frozen
         return backend
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

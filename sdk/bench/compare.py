@@ -12,8 +12,10 @@ frames, keyed by the model's output names, a test runtime passes when:
    reference map. A flat map on both sides counts as identical (CC 1); a flat map on one
    side only cannot correlate and counts as 0.
 
-Any NaN or inf in any output fails: a non-finite output is never "close enough". Other
-outputs (vectors such as class logits) are not gated; their largest difference is reported.
+4. every other output (vectors such as class logits) is within ``tolerance`` times
+   max(1, its largest reference magnitude) everywhere.
+
+Any NaN or inf in any output fails: a non-finite output is never "close enough".
 """
 
 from __future__ import annotations
@@ -192,8 +194,17 @@ def compare_outputs(
         ok = bool(np.isfinite(r).all() and np.isfinite(t).all())
         max_abs[name] = float(np.abs(r - t).max()) if ok and r.size else float("nan")
         if name not in map_names:
+            # Vectors (logits, per-image measures): within the tolerance relative to the
+            # reference's magnitude (at least 1, as scores live in [0, 1]).
             if not ok:
                 reasons.append(f"{name} contains NaN or inf")
+            elif r.size:
+                allowed = tolerance * max(1.0, float(np.abs(r).max()))
+                if max_abs[name] > allowed:
+                    reasons.append(
+                        f"{name} differs by {max_abs[name]:.4g} (> {allowed:.4g}, the "
+                        f"tolerance relative to its largest reference value)"
+                    )
             continue
         if not ok:
             reasons.append(f"{name} maps contain NaN or inf")

@@ -9,12 +9,15 @@ evaluations.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from dataclasses import dataclass
 
 import torch
 
 from saliq.errors import ConfigError
+
+COLLECTIVE_TIMEOUT_S = 1800  # rank 0's validation + checkpoint must finish within this
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def _device(requested: str, local_rank: int) -> torch.device:
             "install a CUDA build of torch or use --device cpu"
         )
     if requested == "cuda" or (requested == "auto" and has_cuda):
-        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 
@@ -91,11 +94,23 @@ def setup_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     dev = _device(device, local_rank)
+    if dev.type == "cuda" and local_rank >= torch.cuda.device_count():
+        raise ConfigError(
+            f"LOCAL_RANK {local_rank} but this machine has {torch.cuda.device_count()} GPUs; "
+            "start at most one process per GPU (torchrun --nproc_per_node)"
+        )
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world_size > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        # A rank that fails (or a long rank-0 evaluation) must not leave the others waiting
+        # forever: collectives give up after this long.
+        torch.distributed.init_process_group(
+            backend=backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S),
+        )
     return Runtime(dev, rank, world_size, local_rank, _amp_dtype(precision, dev))
 
 

@@ -23,7 +23,6 @@ from torch import nn
 
 from saliq.spec import GRAPH_OUTPUTS, SALIENCY, SCORE, ModelSpec
 
-
 BACKBONE_WEIGHTS_KEY = "backbone_weights"  # architectures' keyword for a starting-weights file
 
 
