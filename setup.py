@@ -128,6 +128,7 @@ PACKAGES = {
     "saliq.train.data": "train/data",
     "saliq.train.losses": "train/losses",
     "saliq.train.engine": "train/engine",
+    "saliq.train.camera": "train/camera",
     "saliq.export": "export",
 }
 
