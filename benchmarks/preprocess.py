@@ -6,6 +6,12 @@ the same thread count, interleaved in one run (noisy shared machines: compare ra
 side by side, report medians). GPU (only when saliq._preproc.cuda_available()): the CUDA path
 from host memory. Writes benchmarks/results/cpu/preprocess.json.
 
+Version 2 (docs/preprocessing.md): the same frame at 1080p and 2x upscaled to 4K -> 224x224 +
+4 crops of 96 (ViewConfig defaults), beside version 1 at 224x224 on the same frames, all in
+one interleaved run. Reported: the 4K/1080p ratio of each version, and the crops' own cost
+(v2 - v1) at each size, which the definition keeps flat in the frame size (a 4K crop reads
+2P x 2P pixels); the rest of the 4K cost is version 1's whole-frame area resize.
+
     python benchmarks/preprocess.py [--repeats 50] [--threads 0]
 """
 
@@ -46,6 +52,7 @@ def main() -> None:
     import numpy as np
 
     from saliq import _preproc
+    from saliq.views import ViewConfig
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=50)
@@ -62,11 +69,25 @@ def main() -> None:
     def native(dtype="float32"):
         return _preproc.preprocess([frame], "BGR", h, w, MEAN, STD, dtype=dtype)
 
+    # Version 2 rows. The 4K frame is the 1080p one upscaled (the cost does not depend on the
+    # content; placement on its prior is a few microseconds).
+    frame_4k = cv2.resize(frame, (3840, 2160), interpolation=cv2.INTER_LINEAR)
+    views = ViewConfig().to_dict()
+    sizes = {"1080p": frame, "4k": frame_4k}
+
+    def at_224(f, with_views):
+        return _preproc.preprocess(
+            [f], "BGR", 224, 224, MEAN, STD, views=views if with_views else None
+        )
+
     runs = {
         "opencv_chain": lambda: opencv_chain(frame, cv2, np),
         "native_cpu_float32": native,
         "native_cpu_float16": lambda: native("float16"),
     }
+    for size, f in sizes.items():
+        runs[f"v1_{size}_224"] = lambda f=f: at_224(f, False)
+        runs[f"v2_{size}_224_crops_4x96"] = lambda f=f: at_224(f, True)
     if _preproc.cuda_available():
         runs["native_cuda_float32_host_io"] = lambda: _preproc.preprocess_cuda(
             [frame], "BGR", h, w, MEAN, STD
@@ -76,6 +97,21 @@ def main() -> None:
     medians = {name: t.median_ms for name, t in timings.items()}
     speedup = medians["opencv_chain"] / medians["native_cpu_float32"]
 
+    v2 = {
+        "views": views,
+        "median_ms": {k: round(v, 3) for k, v in medians.items() if k[:3] in ("v1_", "v2_")},
+        "ratio_4k_vs_1080p": {
+            version: round(
+                medians[f"{version}_4k_224{suffix}"] / medians[f"{version}_1080p_224{suffix}"], 3
+            )
+            for version, suffix in (("v1", ""), ("v2", "_crops_4x96"))
+        },
+        "crops_ms": {  # version 2's own cost: the crop views on top of the whole-frame view
+            size: round(medians[f"v2_{size}_224_crops_4x96"] - medians[f"v1_{size}_224"], 3)
+            for size in sizes
+        },
+        "frames": f"{source}; 4K = that frame upscaled 2x (bilinear)",
+    }
     # Agreement of the two image outputs (OpenCV resizes both axes in one INTER_AREA call).
     ref_image, ref_grad = opencv_chain(frame, cv2, np)
     ours = native()
@@ -92,6 +128,7 @@ def main() -> None:
             "image": float(np.abs(ours["image"][0] - ref_image).max()),
             "gradient": float(np.abs(ours["gradient"][0, 0] - ref_grad).max()),
         },
+        "version2": v2,
         "cuda": _preproc.cuda_available() or _preproc.cuda_unavailable_reason(),
         "machine": {
             "platform": platform.platform(),
@@ -107,6 +144,7 @@ def main() -> None:
     for name, ms in medians.items():
         print(f"{name:<{width}}  {ms:8.2f} ms")
     print(f"speedup (OpenCV chain / native CPU float32): {speedup:.2f}x  -> {RESULTS}")
+    print(f"4K / 1080p: {v2['ratio_4k_vs_1080p']}; crops alone (ms): {v2['crops_ms']}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ among several input buffers so that the L2 cache does not flatter the numbers:
     measured in the same run (a ~1 GiB ``copy_``, bytes read + written);
 (c) the same ops in PyTorch on the GPU (area resize, normalise, luma, Sobel by conv2d,
     magnitude; prior: 4x4 avg-pool, Gaussian blur, centre weight, / max) on the same batches;
-(d) the OpenCV chain (benchmarks/preprocess.py) and the native CPU twin for one frame.
+(d) the OpenCV chain (benchmarks/preprocess.py) and the native CPU twin for one frame;
+(e) version 2 (docs/preprocessing.md): one frame on the device -> 224x224 + 4 crops of 96
+    (ViewConfig defaults) into device arrays, at 1080p and 4K (that frame upscaled 2x),
+    beside version 1 at 224x224, with the boxes checked against the CPU twin's.
 
 Writes $OUT/preprocess_gpu.json when OUT is set, else
 benchmarks/results/<gpu-name>/preprocess_gpu.json.
@@ -395,6 +398,9 @@ def main() -> int:
         cpu[name] = timing.median_ms
     result["cpu_1_frame_ms"] = cpu
     result["cpu_threads"] = threads
+    v2 = version2_latency(torch, P, host[0], stream, rep, warm)
+    result["version2"] = v2
+    all_ok = all_ok and all(c["boxes_equal"] for c in v2["correct"].values())
     result["correct"] = all_ok
 
     out_dir = (
@@ -433,8 +439,58 @@ def main() -> int:
         f"\nCPU, 1 frame, {threads} threads: "
         + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())
     )
+    print(
+        f"version 2, 1 frame device I/O (ms): {v2['latency_device_io_event_ms']}; "
+        f"4K/1080p {v2['ratio_4k_vs_1080p']}"
+    )
     print(f"-> {path}")
     return 0 if all_ok else 1
+
+
+def version2_latency(torch, P, frame, stream, rep: int, warm: int) -> dict:
+    """(e): version 1 vs 2 at 224x224, one device frame, 1080p and 4K (device outputs)."""
+    import cv2
+    import numpy as np
+
+    from saliq.views import ViewConfig
+
+    cfg = ViewConfig()  # 4 detail crops of 96, no grid
+    k, size = cfg.detail_crops, cfg.crop_size
+    shapes_v1 = {"image": (1, 3, 224, 224), "gradient": (1, 1, 224, 224), "prior": (1, 1, 56, 56)}
+    shapes_v2 = {
+        **shapes_v1,
+        "crops": (1, k, 3, size, size),
+        "crop_gradient": (1, k, 1, size, size),
+        "crop_boxes": (1, k, 4),
+        "crop_weights": (1, k),
+    }
+    frames = {"1080p": frame, "4k": cv2.resize(frame, (3840, 2160), interpolation=cv2.INTER_LINEAR)}
+    out: dict = {"views": cfg.to_dict(), "latency_device_io_event_ms": {}, "correct": {}}
+    for name, host_frame in frames.items():
+        dev = torch.from_numpy(np.ascontiguousarray(host_frame[None])).cuda()
+        bufs = {}
+        for version, shapes in (("v1", shapes_v1), ("v2", shapes_v2)):
+            bufs = {key: torch.empty(shape, device="cuda") for key, shape in shapes.items()}
+            views = cfg.to_dict() if version == "v2" else None
+
+            def call(_i, dev=dev, bufs=bufs, views=views):
+                return P.preprocess_cuda(
+                    dev, "BGR", 224, 224, MEAN, STD, stream=stream, out=bufs, views=views
+                )
+
+            out["latency_device_io_event_ms"][f"{version}_{name}"] = median_ms(
+                call, rep, warm, sync_each=True
+            )
+        torch.cuda.synchronize()
+        got = to_host(bufs)  # the v2 buffers after the last timed call, against the CPU twin
+        ref = P.preprocess([host_frame], "BGR", 224, 224, MEAN, STD, views=cfg.to_dict())
+        out["correct"][name] = {
+            "boxes_equal": bool(np.array_equal(got["crop_boxes"], ref["crop_boxes"])),
+            "max_abs_vs_cpu": max_abs(got, {key: ref[key] for key in shapes_v2}),
+        }
+    lat = out["latency_device_io_event_ms"]
+    out["ratio_4k_vs_1080p"] = {v: lat[f"{v}_4k"] / lat[f"{v}_1080p"] for v in ("v1", "v2")}
+    return out
 
 
 if __name__ == "__main__":

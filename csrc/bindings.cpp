@@ -1,11 +1,13 @@
-// pybind11 module saliq._preproc: preprocessing version 1 (DESIGN.md) on the CPU twin and,
-// when built with CUDA, on the GPU. Validates every input and raises ValueError/TypeError/
-// RuntimeError with a one-line cause and fix; never crashes on bad input.
+// pybind11 module saliq._preproc: preprocessing version 1 (DESIGN.md) and version 2's crop
+// views (docs/preprocessing.md) on the CPU twin and, when built with CUDA, on the GPU.
+// Validates every input and raises ValueError/TypeError/RuntimeError with a one-line cause and
+// fix; never crashes on bad input.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "preproc.h"
@@ -259,6 +261,72 @@ py::dict allocate(const Call& c, std::vector<py::array>& arrays) {
   return out;
 }
 
+// Version 2's `views` argument: None (version 1) or a dict of saliq.views.ViewConfig fields
+// (missing ones take ViewConfig's defaults), checked by the same rules.
+saliq::ViewParams parse_views(const py::object& views) {
+  saliq::ViewParams v;  // detail_crops = 0: no views
+  if (views.is_none()) return v;
+  if (!py::isinstance<py::dict>(views))
+    throw py::type_error(
+        "views must be None or a dict of ViewConfig fields (ViewConfig.to_dict())");
+  v.detail_crops = 4;  // ViewConfig's defaults
+  const std::pair<const char*, int*> fields[] = {
+      {"detail_crops", &v.detail_crops}, {"crop_size", &v.crop_size},
+      {"salient_crops", &v.salient_crops}, {"grid_crops", &v.grid_crops},
+      {"grid_size", &v.grid_size}, {"canonical_long_side", &v.canonical_long_side}};
+  for (const auto& item : views.cast<py::dict>()) {
+    const std::string key = py::str(item.first).cast<std::string>();
+    int* slot = nullptr;
+    for (const auto& f : fields)
+      if (key == f.first) slot = f.second;
+    if (!slot)
+      throw py::value_error("views: unknown key '" + key + "'; known: canonical_long_side, "
+                            "crop_size, detail_crops, grid_crops, grid_size, salient_crops");
+    if (!py::isinstance<py::int_>(item.second) || py::isinstance<py::bool_>(item.second))
+      throw py::value_error("views: '" + key + "' must be an integer");
+    *slot = item.second.cast<int>();
+  }
+  if (v.detail_crops < 1 || v.detail_crops > 64 || v.salient_crops < 0 ||
+      v.salient_crops > v.detail_crops)
+    throw py::value_error("views: need 1 <= detail_crops <= 64 and 0 <= salient_crops <= "
+                          "detail_crops, got " + std::to_string(v.detail_crops) + ", " +
+                          std::to_string(v.salient_crops));
+  if (v.grid_crops < 0 || v.grid_crops > 64)
+    throw py::value_error("views: grid_crops must be in 0..64");
+  if (v.crop_size < 8 || v.crop_size % 8 || v.grid_size < 8 || v.grid_size % 8)
+    throw py::value_error("views: crop_size and grid_size must be multiples of 8, >= 8");
+  if (v.canonical_long_side < 64)
+    throw py::value_error("views: canonical_long_side must be >= 64");
+  return v;
+}
+
+// Per-frame shapes of the view outputs, in the order of kViewKeys.
+const char* const kViewKeys[] = {"crops", "crop_gradient", "crop_boxes",
+                                 "crop_weights", "grid", "grid_boxes"};
+std::vector<std::vector<py::ssize_t>> view_shapes(const saliq::ViewParams& v, py::ssize_t n) {
+  const py::ssize_t k = v.detail_crops, p = v.crop_size, g = v.grid_crops, pg = v.grid_size;
+  return {{n, k, 3, p, p}, {n, k, 1, p, p}, {n, k, 4}, {n, k}, {n, g, 3, pg, pg}, {n, g, 4}};
+}
+bool view_is_float32(int key) { return key == 2 || key == 3 || key == 5; }  // boxes, weights
+
+// Host arrays for the view outputs, added to `out`; returns the pointers.
+saliq::ViewOutputs allocate_views(const Call& c, const saliq::ViewParams& v, py::dict& out,
+                                  std::vector<py::array>& arrays) {
+  const auto shapes = view_shapes(v, static_cast<py::ssize_t>(c.sources.size()));
+  const py::dtype dt(c.params.half ? "float16" : "float32"), f32("float32");
+  for (int k = 0; k < 6; ++k) {
+    arrays.push_back(py::array(view_is_float32(k) ? f32 : dt, shapes[k]));
+    out[kViewKeys[k]] = arrays.back();
+  }
+  const size_t b = arrays.size() - 6;
+  return {arrays[b].mutable_data(),
+          arrays[b + 1].mutable_data(),
+          static_cast<float*>(arrays[b + 2].mutable_data()),
+          static_cast<float*>(arrays[b + 3].mutable_data()),
+          arrays[b + 4].mutable_data(),
+          static_cast<float*>(arrays[b + 5].mutable_data())};
+}
+
 #ifndef SALIQ_WITH_CUDA
 const char* kNoCudaBuild =
     "saliq._preproc was built without CUDA (nvcc was not found at build time, or SALIQ_CUDA=0); "
@@ -284,8 +352,10 @@ uintptr_t stream_handle(const py::object& stream) {
 }  // namespace
 
 PYBIND11_MODULE(_preproc, m) {
-  m.doc() = "Preprocessing version 1 (DESIGN.md): CPU twin and CUDA kernels of one definition.";
+  m.doc() = "Preprocessing versions 1 and 2 (DESIGN.md, docs/preprocessing.md): CPU twin and CUDA "
+            "kernels of one definition.";
   m.attr("PREPROCESSING_VERSION") = 1;
+  m.attr("PREPROCESSING_VERSIONS") = py::make_tuple(1, 2);
   m.attr("FORMATS") = py::make_tuple("BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12");
 
   m.def(
@@ -293,17 +363,20 @@ PYBIND11_MODULE(_preproc, m) {
       [](const py::object& frames, const std::string& fmt, int height, int width,
          const std::vector<float>& mean, const std::vector<float>& stdev,
          const std::string& dtype, const std::string& matrix, const std::string& yuv_range,
-         const py::object& pitch) {
+         const py::object& pitch, const py::object& views) {
+        const saliq::ViewParams v = parse_views(views);
         Call c = prepare(frames, fmt, height, width, mean, stdev, dtype, matrix, yuv_range, pitch,
                          false);
         std::vector<py::array> arrays;
         py::dict out = allocate(c, arrays);
         const saliq::Outputs o{arrays[0].mutable_data(), arrays[1].mutable_data(),
                                arrays[2].mutable_data()};
+        const saliq::ViewOutputs vo = v.detail_crops ? allocate_views(c, v, out, arrays)
+                                                     : saliq::ViewOutputs{};
         {
           py::gil_scoped_release release;
           saliq::preprocess_cpu(c.sources.data(), static_cast<int>(c.sources.size()), c.params,
-                                o);
+                                o, v, vo);
         }
         return out;
       },
@@ -311,7 +384,14 @@ PYBIND11_MODULE(_preproc, m) {
       py::arg("mean") = std::vector<float>{0.5f, 0.5f, 0.5f},
       py::arg("std") = std::vector<float>{0.5f, 0.5f, 0.5f}, py::arg("dtype") = "float32",
       py::arg("matrix") = "bt601", py::arg("yuv_range") = "limited", py::arg("pitch") = py::none(),
+      py::arg("views") = py::none(),
       R"doc(Frames -> {"image": [N,3,H,W], "gradient": [N,1,H,W], "prior": [N,1,H/4,W/4]} (CPU).
+
+views: None (preprocessing version 1), or a dict of saliq.views.ViewConfig fields (version 2,
+docs/preprocessing.md): adds "crops" [N,K,3,P,P], "crop_gradient" [N,K,1,P,P], "crop_boxes"
+[N,K,4], "crop_weights" [N,K], "grid" [N,G,3,Pg,Pg] and "grid_boxes" [N,G,4] (boxes and weights
+float32), placed on the float32 prior and cut from the source windows alone; the version 1
+outputs are the same bits as without views.
 
 frames: a list of uint8/uint16 arrays (sizes may differ) or one batch array [N, ...], numpy or any
 host DLPack tensor (e.g. a torch CPU tensor), read without copying; each frame
@@ -324,14 +404,17 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
       [](const py::object& frames, const std::string& fmt, int height, int width,
          const std::vector<float>& mean, const std::vector<float>& stdev,
          const std::string& dtype, const std::string& matrix, const std::string& yuv_range,
-         const py::object& pitch, const py::object& stream, const py::object& out) -> py::object {
+         const py::object& pitch, const py::object& stream, const py::object& out,
+         const py::object& views) -> py::object {
         const std::string reason = unavailable_reason();
         if (!reason.empty()) throw std::runtime_error("CUDA preprocessing unavailable: " + reason);
 #ifdef SALIQ_WITH_CUDA
+        const saliq::ViewParams v = parse_views(views);
         const uintptr_t s = stream_handle(stream);
         Call c = prepare(frames, fmt, height, width, mean, stdev, dtype, matrix, yuv_range, pitch,
                          true, s);
         saliq::Outputs o{};
+        saliq::ViewOutputs vo{};
         py::object result;
         std::vector<py::array> arrays;
         std::vector<View> out_views;  // their keepalives hold DLPack outputs until we return
@@ -339,35 +422,52 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
         if (out.is_none()) {
           py::dict d = allocate(c, arrays);
           o = {arrays[0].mutable_data(), arrays[1].mutable_data(), arrays[2].mutable_data()};
+          if (v.detail_crops) vo = allocate_views(c, v, d, arrays);
           result = d;
         } else {
           const py::dict od = out;
           const int64_t n = static_cast<int64_t>(c.sources.size()), h = height, w = width;
-          const std::vector<std::vector<int64_t>> want = {
+          std::vector<std::vector<int64_t>> want = {
               {n, 3, h, w}, {n, 1, h, w}, {n, 1, h / 4, w / 4}};
-          const char* keys[] = {"image", "gradient", "prior"};
-          const std::string typestr = c.params.half ? "<f2" : "<f4";
-          void* ptrs[3];
-          for (int k = 0; k < 3; ++k) {
+          std::vector<std::string> keys = {"image", "gradient", "prior"};
+          std::vector<bool> f32 = {false, false, false};
+          if (v.detail_crops) {
+            const auto shapes = view_shapes(v, static_cast<py::ssize_t>(n));
+            for (int k = 0; k < 6; ++k) {
+              if (k >= 4 && !v.grid_crops) continue;  // no grid: its buffers are optional
+              keys.push_back(kViewKeys[k]);
+              want.emplace_back(shapes[k].begin(), shapes[k].end());
+              f32.push_back(view_is_float32(k));
+            }
+          }
+          std::vector<void*> ptrs;
+          for (size_t k = 0; k < keys.size(); ++k) {
             if (!od.contains(keys[k]))
-              throw py::value_error(std::string("out is missing '") + keys[k] + "'");
-            const py::object arr = od[keys[k]];
+              throw py::value_error("out is missing '" + keys[k] + "'");
+            const py::object arr = od[keys[k].c_str()];
             if (py::isinstance<py::array>(arr))
               throw py::type_error("out arrays must be in GPU memory (CuPy, torch CUDA, DLPack)");
             out_views.push_back(to_view(arr, true, s));
-            const View& v = out_views.back();
-            bool contiguous = v.device && v.strides.size() == want[k].size();
-            int64_t step = 4 / (c.params.half ? 2 : 1);
+            const View& ov = out_views.back();
+            const bool half = c.params.half && !f32[k];
+            bool contiguous = ov.device && ov.strides.size() == want[k].size();
+            int64_t step = half ? 2 : 4;
             for (int d = static_cast<int>(want[k].size()) - 1; contiguous && d >= 0; --d) {
-              contiguous = v.strides[d] == step || want[k][d] == 1;
+              contiguous = ov.strides[d] == step || want[k][d] == 1;
               step *= want[k][d];
             }
-            if (!v.device || v.shape != want[k] || v.dtype != typestr || !contiguous)
-              throw py::value_error(std::string("out['") + keys[k] + "'] must be a C-contiguous " +
-                                    dtype + " GPU array of shape " + shape_str(want[k]));
-            ptrs[k] = reinterpret_cast<void*>(v.ptr);
+            if (!ov.device || ov.shape != want[k] || ov.dtype != (half ? "<f2" : "<f4") ||
+                !contiguous)
+              throw py::value_error("out['" + keys[k] + "'] must be a C-contiguous " +
+                                    (half ? "float16" : "float32") + " GPU array of shape " +
+                                    shape_str(want[k]));
+            ptrs.push_back(reinterpret_cast<void*>(ov.ptr));
           }
           o = {ptrs[0], ptrs[1], ptrs[2]};
+          if (v.detail_crops)
+            vo = {ptrs[3], ptrs[4], static_cast<float*>(ptrs[5]), static_cast<float*>(ptrs[6]),
+                  v.grid_crops ? ptrs[7] : nullptr,
+                  v.grid_crops ? static_cast<float*>(ptrs[8]) : nullptr};
           out_device = true;
           result = out;
         }
@@ -375,13 +475,14 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
         {
           py::gil_scoped_release release;
           err = saliq::preprocess_cuda(c.sources.data(), static_cast<int>(c.sources.size()),
-                                       c.params, o, c.device, out_device, s);
+                                       c.params, o, c.device, out_device, s, v, vo);
         }
         if (!err.empty()) throw std::runtime_error("CUDA preprocessing failed: " + err);
         return result;
 #else
         (void)frames, (void)fmt, (void)height, (void)width, (void)mean, (void)stdev;
         (void)dtype, (void)matrix, (void)yuv_range, (void)pitch, (void)stream, (void)out;
+        (void)views;
         return py::none();
 #endif
       },
@@ -389,14 +490,62 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
       py::arg("mean") = std::vector<float>{0.5f, 0.5f, 0.5f},
       py::arg("std") = std::vector<float>{0.5f, 0.5f, 0.5f}, py::arg("dtype") = "float32",
       py::arg("matrix") = "bt601", py::arg("yuv_range") = "limited", py::arg("pitch") = py::none(),
-      py::arg("stream") = py::none(), py::arg("out") = py::none(),
-      R"doc(As preprocess(), on the GPU. Frames may be host arrays or device arrays, zero-copy:
+      py::arg("stream") = py::none(), py::arg("out") = py::none(), py::arg("views") = py::none(),
+      R"doc(As preprocess(), on the GPU (views too: the small priors are copied to the host, the
+crops placed there, then cut by kernels; with `out=`, pass a device array for every output,
+"grid"/"grid_boxes" only when grid_crops > 0).
+Frames may be host arrays or device arrays, zero-copy:
 __cuda_array_interface__ (CuPy, PyTorch, Numba) or DLPack (JAX, TensorFlow, ...; the exporter is
 told `stream` so its pending writes are ordered first). stream: None (legacy default stream), an
 int cudaStream_t, or a torch/CuPy stream. out: None -> host numpy outputs (synchronised), or a
 dict of C-contiguous device arrays to write (asynchronous on `stream`: keep inputs and outputs
 alive until it completes). Raises RuntimeError naming the cause when the build has no CUDA or no
 device is usable.)doc");
+
+  m.def(
+      "place_crops",
+      [](const py::array_t<float, py::array::c_style | py::array::forcecast>& prior, int width,
+         int height, const py::object& views) {
+        const saliq::ViewParams v = parse_views(views.is_none() ? py::dict() : views);
+        if (prior.ndim() != 2 || prior.shape(0) < 1 || prior.shape(1) < 1)
+          throw py::value_error("prior must be a non-empty 2-D [H/4, W/4] array");
+        if (width < 1 || height < 1)
+          throw py::value_error("width and height must be positive");
+        py::array_t<int64_t> windows({static_cast<py::ssize_t>(v.detail_crops),
+                                      static_cast<py::ssize_t>(2)});
+        py::array_t<float> weights(v.detail_crops);
+        std::vector<saliq::Window> w(v.detail_crops);
+        int side = 0;
+        saliq::place_detail_crops(prior.data(), static_cast<int>(prior.shape(0)),
+                                  static_cast<int>(prior.shape(1)), width, height, v, w.data(),
+                                  weights.mutable_data(), &side);
+        for (int k = 0; k < v.detail_crops; ++k) {
+          windows.mutable_at(k, 0) = w[k].x0;
+          windows.mutable_at(k, 1) = w[k].y0;
+        }
+        return py::make_tuple(windows, side, weights);
+      },
+      py::arg("prior"), py::arg("width"), py::arg("height"), py::arg("views") = py::none(),
+      "The detail crops' placement on a float32 prior (as saliq.views.place_detail_crops): "
+      "(windows [K, 2] int64 top-left (x0, y0), side Q, weights [K] float32).");
+  m.def(
+      "grid_windows",
+      [](int width, int height, const py::object& views) {
+        const saliq::ViewParams v = parse_views(views.is_none() ? py::dict() : views);
+        if (width < 1 || height < 1)
+          throw py::value_error("width and height must be positive");
+        std::vector<saliq::Window> w(v.grid_crops);
+        const int side = saliq::grid_windows(width, height, v, w.data());
+        py::array_t<int64_t> windows({static_cast<py::ssize_t>(v.grid_crops),
+                                      static_cast<py::ssize_t>(2)});
+        for (int k = 0; k < v.grid_crops; ++k) {
+          windows.mutable_at(k, 0) = w[k].x0;
+          windows.mutable_at(k, 1) = w[k].y0;
+        }
+        return py::make_tuple(windows, side);
+      },
+      py::arg("width"), py::arg("height"), py::arg("views") = py::none(),
+      "The grid crops' windows (as saliq.views.grid_windows): ([G, 2] int64, side).");
 
   m.def("cuda_available", [] { return unavailable_reason().empty(); },
         "True when this build has CUDA and a usable device is present.");

@@ -1,8 +1,11 @@
 // CUDA kernels of preprocessing version 1: the same per-pixel math as the CPU twin
 // (preproc_math.h), in the same four passes and accumulation order, so both paths agree.
+// Version 2's crop views: the float32 priors go to the host, the crops are placed there
+// (views.h, the CPU twin's code), then three small kernels cut them from the source windows.
 #include <cuda_runtime.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "preproc.h"
@@ -79,9 +82,10 @@ __global__ void k_gradient(const float* __restrict__ lum, int h, int w, int64_t 
 // (D) prior, one block per frame (the map is H/4 x W/4): pool, blur, centre, max, divide.
 // launch_bounds makes ptxas fit the block's registers (a 1024-thread block needs <= 64 each).
 constexpr int kPriorThreads = 1024;  // a power of two: the max reduction halves it
+// `prior_f32` (optional, [n, H/4 * W/4]): the float32 prior too, for the crop placement.
 __global__ void __launch_bounds__(kPriorThreads) k_prior(const float* __restrict__ grad, int h, int w, const double* __restrict__ k,
                         int r, int64_t index, bool half, double* pooled, double* blur_h,
-                        void* prior) {
+                        void* prior, float* prior_f32) {
   const int hp = h / kPriorStride, wp = w / kPriorStride, n = hp * wp;
   for (int i = threadIdx.x; i < n; i += blockDim.x) pooled[i] = pool4(grad, w, i % wp, i / wp);
   __syncthreads();
@@ -104,8 +108,61 @@ __global__ void __launch_bounds__(kPriorThreads) k_prior(const float* __restrict
     __syncthreads();
   }
   const double inv = peaks[0] > 0.0 ? 1.0 / peaks[0] : 1.0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x)
-    store_out(prior, index * n + i, static_cast<float>(pooled[i] * inv), half);
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = static_cast<float>(pooled[i] * inv);
+    store_out(prior, index * n + i, v, half);
+    if (prior_f32) prior_f32[index * n + i] = v;
+  }
+}
+
+// Version 2, (A') decode + horizontal resize of crop windows (docs/preprocessing.md, "A
+// crop"): one thread per (output column j, window row r, crop blockIdx.z); frame coordinates,
+// so NV12 chroma comes from each pixel's own 2x2 block at any window offset. `rows`:
+// [crops, side, size, 3]. The tap order is the CPU twin's (run_crop).
+__global__ void k_crop_h(Source s, YuvCoeffs yuv, const Window* __restrict__ wins, int side,
+                         const int* __restrict__ start, const float* __restrict__ w, int taps,
+                         int size, float* rows) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y, c = blockIdx.z;
+  if (j >= size || r >= side) return;
+  const Window win = wins[c];
+  float acc[3] = {0.f, 0.f, 0.f}, rgb[3];
+  const float* wj = w + static_cast<int64_t>(j) * taps;
+  for (int k = 0; k < taps; ++k) {
+    decode_pixel(s, yuv, win.x0 + start[j] + k, win.y0 + r, rgb);
+    for (int ch = 0; ch < 3; ++ch) acc[ch] += wj[k] * rgb[ch];
+  }
+  float* out = rows + ((static_cast<int64_t>(c) * side + r) * size + j) * 3;
+  for (int ch = 0; ch < 3; ++ch) out[ch] = acc[ch];
+}
+
+// (B') vertical resize, normalisation and (when `lum` is given) luma of each crop: one thread
+// per output pixel (j, i) of crop blockIdx.z, written as crop `first + c` of `out`.
+__global__ void k_crop_v(const float* __restrict__ rows, int side, const int* __restrict__ start,
+                         const float* __restrict__ w, int taps, int size, Params p,
+                         int64_t first, void* out, float* lum) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y, c = blockIdx.z;
+  if (j >= size || i >= size) return;
+  float acc[3] = {0.f, 0.f, 0.f};
+  const float* wi = w + static_cast<int64_t>(i) * taps;
+  for (int k = 0; k < taps; ++k) {
+    const float* src = rows + ((static_cast<int64_t>(c) * side + start[i] + k) * size + j) * 3;
+    for (int ch = 0; ch < 3; ++ch) acc[ch] += wi[k] * src[ch];
+  }
+  const int64_t plane = static_cast<int64_t>(size) * size, at = static_cast<int64_t>(i) * size + j;
+  if (lum) lum[c * plane + at] = luma(acc[0], acc[1], acc[2]);
+  for (int ch = 0; ch < 3; ++ch)
+    store_out(out, (first + c) * 3 * plane + ch * plane + at,
+              (acc[ch] * (1.0f / 255.0f) - p.mean[ch]) / p.stdev[ch], p.half);
+}
+
+// (C') Sobel gradient of each crop alone (replicated border at the crop's edge).
+__global__ void k_crop_grad(const float* __restrict__ lum, int size, int64_t first, bool half,
+                            void* out) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y, c = blockIdx.z;
+  if (j >= size || i >= size) return;
+  const int64_t plane = static_cast<int64_t>(size) * size;
+  store_out(out, (first + c) * plane + static_cast<int64_t>(i) * size + j,
+            sobel_gradient(lum + c * plane, size, size, j, i), half);
 }
 
 // Device buffers released on the stream when the call ends, success or not.
@@ -131,8 +188,137 @@ cudaError_t upload(DeviceArena& arena, const std::vector<T>& v, T** dst) {
                          arena.stream);
 }
 
+// A resize table on the device, rebuilt only when its input size changes.
+struct DeviceTable {
+  Table t;
+  int n_in = -1;
+  int* start = nullptr;
+  float* w = nullptr;
+  std::string ensure(DeviceArena& arena, int in, int out_size) {
+    if (in == n_in) return "";
+    t.build(n_in = in, out_size);
+    SALIQ_CK(upload(arena, t.start, &start));
+    SALIQ_CK(upload(arena, t.w, &w));
+    return "";
+  }
+};
+
+// A device scratch buffer that grows (the old one is released with the arena).
+struct Growing {
+  void* ptr = nullptr;
+  size_t cap = 0;
+  cudaError_t ensure(DeviceArena& arena, size_t bytes) {
+    if (bytes <= cap) return cudaSuccess;
+    cap = bytes;
+    return arena.alloc(&ptr, bytes);
+  }
+};
+
+constexpr int kCropChunk = 16;  // crops cut per launch: bounds the [crops, Q, P, 3] scratch
+
+// Version 2: place and cut the crop views of frames [f0, f1), whose version 1 kernels are
+// queued and whose pixels are at `src[f]` on the device. Waits for their priors (`prior32`).
+struct ViewCutter {
+  const Params& p;
+  const ViewParams& v;
+  const ViewOutputs& host_out;  // the caller's outputs (host or device, see outputs_on_device)
+  bool outputs_on_device;
+  cudaStream_t stream;
+  DeviceArena& arena;
+  const float* prior32;  // [n, H/4 * W/4]
+  void* crops;           // device outputs (the caller's, or staging for a host copy)
+  void* crop_gradient;
+  void* grid;
+  DeviceTable table, grid_table;
+  Growing wins, rows, lum;
+  std::vector<float> prior;
+
+  // Cuts `count` crops (windows at `d_wins`) of side `side` -> size, as crops first.. of out.
+  std::string cut(const Source& s, const Window* d_wins, int count, int side, int size,
+                  const DeviceTable& t, int64_t first, void* out, void* grad_out) {
+    const int64_t plane = static_cast<int64_t>(size) * size;
+    for (int c0 = 0; c0 < count; c0 += kCropChunk) {
+      const int m = count - c0 < kCropChunk ? count - c0 : kCropChunk;
+      SALIQ_CK(rows.ensure(arena, size_t(m) * side * size * 3 * sizeof(float)));
+      if (grad_out) SALIQ_CK(lum.ensure(arena, size_t(m) * plane * sizeof(float)));
+      float* r = static_cast<float*>(rows.ptr);
+      float* l = grad_out ? static_cast<float*>(lum.ptr) : nullptr;
+      const dim3 block(128);
+      const unsigned bx = (size + 127) / 128;
+      k_crop_h<<<dim3(bx, side, m), block, 0, stream>>>(s, p.yuv, d_wins + c0, side, t.start,
+                                                        t.w, t.t.taps, size, r);
+      k_crop_v<<<dim3(bx, size, m), block, 0, stream>>>(r, side, t.start, t.w, t.t.taps, size, p,
+                                                        first + c0, out, l);
+      if (grad_out)
+        k_crop_grad<<<dim3(bx, size, m), block, 0, stream>>>(l, size, first + c0, p.half,
+                                                             grad_out);
+      SALIQ_CK(cudaGetLastError());
+    }
+    return "";
+  }
+
+  std::string operator()(const Source* src, int f0, int f1) {
+    const int hp = p.out_h / kPriorStride, wp = p.out_w / kPriorStride;
+    const int k_detail = v.detail_crops, n_grid = v.grid_crops, per = k_detail + n_grid;
+    const int m = f1 - f0;
+    prior.resize(size_t(m) * hp * wp);
+    SALIQ_CK(cudaMemcpyAsync(prior.data(), prior32 + int64_t(f0) * hp * wp,
+                             prior.size() * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    SALIQ_CK(cudaStreamSynchronize(stream));  // placement reads the priors on the host
+    std::vector<Window> w(size_t(m) * per);
+    std::vector<int> sides(m), grid_sides(m);
+    std::vector<float> boxes(size_t(m) * k_detail * 4), weights(size_t(m) * k_detail),
+        grid_boxes(size_t(m) * n_grid * 4);
+    for (int f = 0; f < m; ++f) {
+      const Source& s = src[f0 + f];
+      Window* fw = w.data() + size_t(f) * per;
+      place_detail_crops(prior.data() + size_t(f) * hp * wp, hp, wp, s.width, s.height, v, fw,
+                         weights.data() + size_t(f) * k_detail, &sides[f]);
+      grid_sides[f] = grid_windows(s.width, s.height, v, fw + k_detail);
+      for (int k = 0; k < k_detail; ++k)
+        window_box(fw[k], sides[f], s.width, s.height, &boxes[(size_t(f) * k_detail + k) * 4]);
+      for (int k = 0; k < n_grid; ++k)
+        window_box(fw[k_detail + k], grid_sides[f], s.width, s.height,
+                   &grid_boxes[(size_t(f) * n_grid + k) * 4]);
+    }
+    // Boxes and weights: straight into host outputs, or uploaded (pageable host memory is
+    // staged when the copy is queued, so these vectors may go).
+    const std::pair<const std::vector<float>*, float*> small[] = {
+        {&boxes, host_out.crop_boxes + int64_t(f0) * k_detail * 4},
+        {&weights, host_out.crop_weights + int64_t(f0) * k_detail},
+        {&grid_boxes, host_out.grid_boxes ? host_out.grid_boxes + int64_t(f0) * n_grid * 4
+                                          : nullptr}};
+    for (const auto& [data, dst] : small) {
+      if (data->empty()) continue;
+      if (outputs_on_device)
+        SALIQ_CK(cudaMemcpyAsync(dst, data->data(), data->size() * sizeof(float),
+                                 cudaMemcpyHostToDevice, stream));
+      else
+        std::copy(data->begin(), data->end(), dst);
+    }
+    SALIQ_CK(wins.ensure(arena, w.size() * sizeof(Window)));
+    SALIQ_CK(cudaMemcpyAsync(wins.ptr, w.data(), w.size() * sizeof(Window),
+                             cudaMemcpyHostToDevice, stream));
+    for (int f = 0; f < m; ++f) {
+      const Source& s = src[f0 + f];
+      const Window* fw = static_cast<const Window*>(wins.ptr) + size_t(f) * per;
+      std::string err = table.ensure(arena, sides[f], v.crop_size);
+      if (err.empty())
+        err = cut(s, fw, k_detail, sides[f], v.crop_size, table, int64_t(f0 + f) * k_detail,
+                  crops, crop_gradient);
+      if (err.empty() && n_grid) err = grid_table.ensure(arena, grid_sides[f], v.grid_size);
+      if (err.empty() && n_grid)
+        err = cut(s, fw + k_detail, n_grid, grid_sides[f], v.grid_size, grid_table,
+                  int64_t(f0 + f) * n_grid, grid, nullptr);
+      if (!err.empty()) return err;
+    }
+    return "";
+  }
+};
+
 std::string run(const Source* frames, int n, const Params& p, const Outputs& out,
-                bool inputs_on_device, bool outputs_on_device, cudaStream_t stream) {
+                bool inputs_on_device, bool outputs_on_device, cudaStream_t stream,
+                const ViewParams& v, const ViewOutputs& vo) {
   DeviceArena arena(stream);
   const int h = p.out_h, w = p.out_w, hp = h / kPriorStride, wp = w / kPriorStride;
   const size_t elem = p.half ? 2 : 4;
@@ -153,6 +339,24 @@ std::string run(const Source* frames, int n, const Params& p, const Outputs& out
   std::vector<double> k(2 * radius + 1);
   gaussian_kernel(sigma, radius, k.data());
   SALIQ_CK(upload(arena, k, &kernel));
+
+  // Version 2: the float32 priors, and device buffers for the crop outputs when they go to
+  // the host at the end.
+  const bool views = v.detail_crops > 0;
+  const size_t view_bytes[3] = {
+      size_t(n) * v.detail_crops * 3 * v.crop_size * v.crop_size * elem,
+      size_t(n) * v.detail_crops * v.crop_size * v.crop_size * elem,
+      size_t(n) * v.grid_crops * 3 * v.grid_size * v.grid_size * elem};
+  void* dview[3] = {vo.crops, vo.crop_gradient, vo.grid};
+  float* prior32 = nullptr;
+  if (views) {
+    SALIQ_CK(arena.alloc(reinterpret_cast<void**>(&prior32), size_t(n) * hp * wp * sizeof(float)));
+    if (!outputs_on_device)
+      for (int i = 0; i < 3; ++i) SALIQ_CK(arena.alloc(&dview[i], view_bytes[i]));
+  }
+  ViewCutter cutter{p, v, vo, outputs_on_device, stream, arena, prior32,
+                    dview[0], dview[1], dview[2]};
+  std::vector<Source> on_device(n);  // each frame as the kernels read it
 
   Table ty, tx;
   int last_h = -1, last_w = -1;
@@ -197,13 +401,30 @@ std::string run(const Source* frames, int n, const Params& p, const Outputs& out
     k_gradient<<<dim3((w + 127) / 128, h), block, 0, stream>>>(lum, h, w, f, p.half, dout[1],
                                                              grad);
     k_prior<<<1, kPriorThreads, 0, stream>>>(grad, h, w, kernel, radius, f, p.half, pooled, blur_h,
-                                    dout[2]);
+                                    dout[2], prior32);
     SALIQ_CK(cudaGetLastError());
+    on_device[f] = s;
+    // Host frames share one staging buffer: cut this frame's crops before the next upload.
+    if (views && !inputs_on_device) {
+      const std::string err = cutter(on_device.data(), f, f + 1);
+      if (!err.empty()) return err;
+    }
+  }
+  if (views && inputs_on_device) {  // device frames stay put: one wait for the whole batch
+    const std::string err = cutter(on_device.data(), 0, n);
+    if (!err.empty()) return err;
   }
   if (!outputs_on_device) {
     void* host[3] = {out.image, out.gradient, out.prior};
     for (int i = 0; i < 3; ++i)
       SALIQ_CK(cudaMemcpyAsync(host[i], dout[i], bytes[i], cudaMemcpyDeviceToHost, stream));
+    if (views) {
+      void* host_views[3] = {vo.crops, vo.crop_gradient, vo.grid};
+      for (int i = 0; i < 3; ++i)
+        if (view_bytes[i])
+          SALIQ_CK(cudaMemcpyAsync(host_views[i], dview[i], view_bytes[i],
+                                   cudaMemcpyDeviceToHost, stream));
+    }
     SALIQ_CK(cudaStreamSynchronize(stream));
   }
   return "";
@@ -232,11 +453,12 @@ std::string cuda_unavailable_reason() {
 }
 
 std::string preprocess_cuda(const Source* frames, int n, const Params& p, const Outputs& out,
-                            bool inputs_on_device, bool outputs_on_device, uintptr_t stream) {
+                            bool inputs_on_device, bool outputs_on_device, uintptr_t stream,
+                            const ViewParams& views, const ViewOutputs& view_out) {
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) return reason;
   std::string err = run(frames, n, p, out, inputs_on_device, outputs_on_device,
-                        reinterpret_cast<cudaStream_t>(stream));
+                        reinterpret_cast<cudaStream_t>(stream), views, view_out);
   if (!err.empty()) cudaGetLastError();  // clear a sticky-free error for the next call
   return err;
 }

@@ -334,8 +334,8 @@ def _swap_into_place(staging: Path, repo: Path, folders: list[str], overwrite: b
 PYTHON_MODEL = '''"""saliq preprocessing for Triton's Python backend (by `saliq export triton`).
 
 FRAME: uint8 [N, h, w, 3] (N frames of one size; BGR unless the config's
-saliq_frame_format says RGB) -> the network's inputs (image, and gradient / prior if the
-ModelSpec lists them) through saliq.Preprocessor: the same preprocessing version 1 as
+saliq_frame_format says RGB) -> the network's inputs (image, and gradient / prior / crop
+views if the ModelSpec lists them) through saliq.Preprocessor: the same preprocessing as
 training and the SDK. Needs `pip install saliq` in the Python backend's environment.
 """
 
@@ -358,6 +358,7 @@ class TritonPythonModel:
         dtype = self.spec.io_dtypes.get("image", "float32")
         self.preprocessor = Preprocessor.from_spec(self.spec, dtype=dtype)
         self.outputs = list(self.spec.inputs)
+        self.dtypes = {n: self.spec.io_dtypes.get(n, "float32") for n in self.outputs}
 
     def execute(self, requests):
         responses = []
@@ -369,7 +370,10 @@ class TritonPythonModel:
                         f"FRAME must be uint8 [N, h, w, 3], got {frames.dtype} {frames.shape}"
                     )
                 batch = self.preprocessor(list(frames), fmt=self.frame_format)
-                tensors = [pb_utils.Tensor(n, np.ascontiguousarray(batch[n])) for n in self.outputs]
+                tensors = [
+                    pb_utils.Tensor(n, np.ascontiguousarray(batch[n], dtype=self.dtypes[n]))
+                    for n in self.outputs
+                ]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             except Exception as exc:  # one bad request must not fail the others
                 responses.append(

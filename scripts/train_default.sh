@@ -10,6 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 saliq train --config configs/sgdnet_lite0_default.yaml "$@"
 saliq train --config configs/sgdnet_lite0_finetune.yaml "$@"
-python scripts/ship_default.py runs/default_ft/best.safetensors sdk/models/default
+python scripts/ship_default.py runs/default_ft/best.safetensors sdk/models/default --stem saliq_sgdnet_lite0
 saliq evaluate sdk/models/default/saliq_sgdnet_lite0.onnx \
   --output benchmarks/results/cpu/eval_default.json

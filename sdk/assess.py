@@ -16,6 +16,7 @@ from .spec import GRAPH_OUTPUTS, SALIENCY, SCORE
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 DEFAULT_MODEL_STEM = "saliq_sgdnet_lite0"
 DEFAULT_BATCH = 16
+REGION_SCORES = "region_scores"  # [salient, background] output of crop-view models
 
 
 def default_model_path(kind: str = "onnx") -> Path:
@@ -39,8 +40,22 @@ class Result:
     saliency_full: np.ndarray | None = field(default=None, repr=False)  # at input resolution
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
+    @property
+    def region_scores(self) -> tuple[float, float] | None:
+        """(salient region, the rest of the frame) quality in [0, 1], from the crop views of a
+        preprocessing-v2 model; None for models without them."""
+        values = self.outputs.get(REGION_SCORES)
+        if values is None:
+            return None
+        return float(values[0]), float(values[1])
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "score": round(self.score, 6)}
+        out = {"name": self.name, "score": round(self.score, 6)}
+        if self.region_scores is not None:
+            out["salient_score"], out["background_score"] = (
+                round(v, 6) for v in self.region_scores
+            )
+        return out
 
 
 class Assessor:

@@ -105,7 +105,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     for i, path in enumerate(paths):
         try:
             result = assessor.assess(str(path))
-            rows.append({"path": str(path), "score": round(result.score, 4)})
+            row = {"path": str(path), "score": round(result.score, 4)}
+            if result.region_scores is not None:  # crop-view models: where people look vs rest
+                row["salient"], row["background"] = (round(v, 4) for v in result.region_scores)
+            rows.append(row)
         except SaliqError as exc:
             if len(paths) == 1:
                 raise
@@ -116,9 +119,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(json.dumps({"model": assessor.spec.name, "results": rows}, indent=2))
     else:
         width = max(len(r["path"]) for r in rows)
-        print(f"{'image':<{width}}  score")
+        regions = any("salient" in r for r in rows)
+        print(f"{'image':<{width}}  score" + ("   salient  background" if regions else ""))
         for r in rows:
             value = f"{r['score']:.4f}" if "score" in r else f"error: {r['error']}"
+            if regions and "salient" in r:
+                value += f"   {r['salient']:.4f}   {r['background']:.4f}"
             print(f"{r['path']:<{width}}  {value}")
     return EXIT_ERROR if failures else 0
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import InvalidImageError
 
-PREPROCESSING_VERSION = 1
-SUPPORTED_PREPROCESSING_VERSIONS = frozenset({1})
+PREPROCESSING_VERSION = 1  # the default; version 2 adds crop views (sdk/views.py)
+SUPPORTED_PREPROCESSING_VERSIONS = frozenset({1, 2})
 
 PACKED_FORMATS = {"BGR": 3, "RGB": 3, "BGRA": 4, "RGBA": 4, "GRAY": 1}
 FORMATS = (*PACKED_FORMATS, "NV12")
@@ -194,6 +194,7 @@ class Preprocessor:
     dtype: str = "float32"
     version: int = PREPROCESSING_VERSION
     implementation: str = "auto"  # auto: native where built, else python
+    views: Any = None  # version 2: a saliq.views.ViewConfig (crop views); None in version 1
 
     def __post_init__(self) -> None:
         if self.implementation not in IMPLEMENTATIONS:
@@ -210,23 +211,70 @@ class Preprocessor:
             )
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be float32 or float16, got {self.dtype!r}")
+        if self.version not in SUPPORTED_PREPROCESSING_VERSIONS:
+            raise ValueError(f"preprocessing version {self.version} is not implemented here")
+        if (self.version >= 2) != (self.views is not None):
+            raise ValueError("version 2 needs views=ViewConfig(...); version 1 takes none")
 
     @classmethod
     def from_spec(cls, spec, dtype: str = "float32", implementation: str = "auto") -> Preprocessor:
+        views = None
+        if spec.preprocessing_version >= 2:
+            from .views import ViewConfig
+
+            views = ViewConfig.from_dict(spec.view_config)
         return cls(
             spec.input_height,
             spec.input_width,
             tuple(spec.mean),
             tuple(spec.std),
             dtype,
+            version=spec.preprocessing_version,
             implementation=implementation,
+            views=views,
         )
+
+    def _add_views(
+        self, frames: Sequence[np.ndarray], fmt: str, out: dict[str, np.ndarray], **decode_kwargs
+    ) -> dict[str, np.ndarray]:
+        """Version 2: the crop views of every frame, placed on its (already computed) prior."""
+        from . import views as V
+
+        cfg = self.views
+        dtype = np.dtype(self.dtype)
+        shapes = cfg.shapes()
+        extra = {
+            name: np.empty((len(frames), *shapes[name]), dtype=np.float32)
+            for name in (*V.CROP_INPUTS, *V.GRID_INPUTS)
+        }
+        for i, frame in enumerate(frames):
+            rgb = decode_to_rgb(frame, fmt, **decode_kwargs)
+            height, width = rgb.shape[:2]
+            windows, side, weights = V.place_detail_crops(
+                np.asarray(out["prior"][i, 0], np.float32), width, height, cfg
+            )
+            crops, grads = V.cut_crops(rgb, windows, side, cfg.crop_size, self.mean, self.std)
+            extra["crops"][i], extra["crop_gradient"][i] = crops, grads
+            extra["crop_boxes"][i] = V.boxes(windows, side, width, height)
+            extra["crop_weights"][i] = weights
+            if cfg.grid_crops:
+                grid, grid_side = V.grid_windows(width, height, cfg)
+                extra["grid"][i] = V.cut_crops(
+                    rgb, grid, grid_side, cfg.grid_size, self.mean, self.std
+                )[0]
+                extra["grid_boxes"][i] = V.boxes(grid, grid_side, width, height)
+        merged = {**out, **extra}
+        for name in ("image", "gradient", "prior", "crops", "crop_gradient", "grid"):
+            merged[name] = merged[name].astype(dtype)  # boxes and weights stay float32
+        return merged
 
     @property
     def uses_native(self) -> bool:
         return self.implementation != "python" and native_module() is not None
 
     def _native(self, frames: list[np.ndarray], fmt: str, dtype: str, **decode_kwargs):
+        """The CPU twin; version 2's crop views too (placed on the float32 prior natively)."""
+        views = self.views.to_dict() if self.views is not None else None
         try:
             return native_module().preprocess(
                 [np.ascontiguousarray(f) for f in frames],
@@ -236,6 +284,7 @@ class Preprocessor:
                 list(self.mean),
                 list(self.std),
                 dtype,
+                views=views,
                 **decode_kwargs,
             )
         except (ValueError, TypeError) as exc:
@@ -255,8 +304,11 @@ class Preprocessor:
         arrays read in place (``__cuda_array_interface__``: CuPy, PyTorch; or DLPack).
         ``stream``: None, an int ``cudaStream_t`` or a torch/CuPy stream. ``out``: None
         returns host numpy arrays (synchronised); a dict of C-contiguous device arrays
-        ("image", "gradient", "prior") is written asynchronously on ``stream``, ready for
-        ``TensorRTBackend.infer_device`` without a host round trip.
+        ("image", "gradient", "prior"; version 2 adds "crops", "crop_gradient", "crop_boxes",
+        "crop_weights" and, when grid_crops > 0, "grid", "grid_boxes") is written on
+        ``stream``, ready for ``TensorRTBackend.infer_device`` without a host round trip.
+        Version 2 waits once for the small priors (the crops are placed on the host); the crop
+        kernels are then queued asynchronously.
         """
         native = native_module()
         reason = native.cuda_unavailable_reason() if native else "saliq._preproc is not built"
@@ -275,13 +327,18 @@ class Preprocessor:
                 self.dtype,
                 stream=stream,
                 out=out,
+                views=self.views.to_dict() if self.views is not None else None,
                 **decode_kwargs,
             )
         except (ValueError, TypeError) as exc:
             raise InvalidImageError(str(exc)) from None
 
     def one(self, frame: np.ndarray, fmt: str = "BGR", **decode_kwargs) -> dict[str, np.ndarray]:
-        """One frame -> unbatched float32 outputs (image 3xHxW, gradient 1xHxW, prior 1xH/4xW/4)."""
+        """One frame -> unbatched float32 outputs (image 3xHxW, gradient 1xHxW, prior 1xH/4xW/4;
+        version 2 adds the crop views)."""
+        if self.views is not None:
+            one = self.__class__(**{**self.__dict__, "dtype": "float32"})
+            return {key: value[0] for key, value in one([frame], fmt, **decode_kwargs).items()}
         if self.uses_native:
             out = self._native([frame], fmt, "float32", **decode_kwargs)
             return {key: value[0] for key, value in out.items()}
@@ -303,8 +360,14 @@ class Preprocessor:
             frames = [frames]
         if len(frames) == 0:
             raise InvalidImageError("empty batch: pass at least one frame")
-        if self.uses_native:
+        if self.uses_native:  # versions 1 and 2 in one native call
             return self._native(list(frames), fmt, self.dtype, **decode_kwargs)
-        outs = [self.one(f, fmt, **decode_kwargs) for f in frames]
-        dtype = np.dtype(self.dtype)
-        return {key: np.stack([o[key] for o in outs]).astype(dtype) for key in outs[0]}
+        # Crops are placed on the float32 prior (float16 would tie peaks that float32 tells
+        # apart); float16 outputs are rounded from the float32 results at the end.
+        dtype = "float32" if self.views is not None else self.dtype
+        whole = self.__class__(**{**self.__dict__, "views": None, "version": 1})
+        outs = [whole.one(f, fmt, **decode_kwargs) for f in frames]
+        out = {key: np.stack([o[key] for o in outs]).astype(dtype) for key in outs[0]}
+        if self.views is not None:
+            out = self._add_views(list(frames), fmt, out, **decode_kwargs)
+        return out

@@ -17,16 +17,42 @@ from .preprocess import PREPROCESSING_VERSION, PRIOR_STRIDE, SUPPORTED_PREPROCES
 SPEC_FORMAT = "saliq.modelspec"
 SPEC_VERSION = 1
 METADATA_KEY = "saliq_spec"  # key under which the JSON lives in safetensors / ONNX metadata
-# What each preprocessing version produces, per sample, as a function of the spec's H x W:
-# the one table of input shapes (backends, exporters and Triton read it from here).
-PREPROCESSING_OUTPUTS: dict[int, dict[str, Callable[[int, int], tuple[int, ...]]]] = {
-    1: {
-        "image": lambda h, w: (3, h, w),
-        "gradient": lambda h, w: (1, h, w),
-        "prior": lambda h, w: (1, h // PRIOR_STRIDE, w // PRIOR_STRIDE),
+# What each preprocessing version produces, per sample, as a function of the spec: the one
+# table of input shapes (backends, exporters and Triton read it through tensor_shape).
+_WHOLE_FRAME: dict[str, Callable[[ModelSpec], tuple[int, ...]]] = {
+    "image": lambda s: (3, s.input_height, s.input_width),
+    "gradient": lambda s: (1, s.input_height, s.input_width),
+    "prior": lambda s: (1, s.input_height // PRIOR_STRIDE, s.input_width // PRIOR_STRIDE),
+}
+
+
+def _view_shape(name: str) -> Callable[[ModelSpec], tuple[int, ...]]:
+    def shape(spec: ModelSpec) -> tuple[int, ...]:
+        from .views import ViewConfig
+
+        return ViewConfig.from_dict(spec.view_config).shapes()[name]
+
+    return shape
+
+
+PREPROCESSING_OUTPUTS: dict[int, dict[str, Callable[[ModelSpec], tuple[int, ...]]]] = {
+    1: dict(_WHOLE_FRAME),
+    2: {
+        **_WHOLE_FRAME,
+        **{
+            name: _view_shape(name)
+            for name in (
+                "crops",
+                "crop_gradient",
+                "crop_boxes",
+                "crop_weights",
+                "grid",
+                "grid_boxes",
+            )
+        },
     },
 }
-GRAPH_INPUTS = tuple(PREPROCESSING_OUTPUTS[PREPROCESSING_VERSION])
+GRAPH_INPUTS = tuple(PREPROCESSING_OUTPUTS[max(PREPROCESSING_OUTPUTS)])
 SCORE = "score"
 SALIENCY = "saliency"
 GRAPH_OUTPUTS = (SCORE, SALIENCY)  # outputs whose shape the spec derives; others declare theirs
@@ -69,6 +95,8 @@ class ModelSpec:
     model_config: dict = field(default_factory=dict)  # architecture kwargs for create_model
     # Per-sample shapes of exported outputs other than score/saliency (derived for those two).
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
+    # Preprocessing version 2's crop views (saliq.views.ViewConfig fields); empty in version 1.
+    view_config: dict = field(default_factory=dict)
     spec_version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -80,6 +108,14 @@ class ModelSpec:
                     f"ModelSpec.{dim_name}={value!r} must be a positive multiple of "
                     f"{SIZE_MULTIPLE}; fix the model config and re-export"
                 )
+        if self.preprocessing_version >= 2:
+            from .views import ViewConfig
+
+            ViewConfig.from_dict(self.view_config)  # raises a one-line ModelFormatError
+            if "grid" in self.inputs and not self.view_config.get("grid_crops"):
+                raise ModelFormatError("a model reading `grid` needs view_config.grid_crops > 0")
+        elif self.view_config:
+            raise ModelFormatError("view_config needs preprocessing_version 2")
         produced = PREPROCESSING_OUTPUTS.get(self.preprocessing_version, {})
         unknown = [name for name in self.inputs if name not in produced]
         if (
@@ -154,7 +190,6 @@ class ModelSpec:
 
     def tensor_shape(self, name: str) -> tuple[int, ...]:
         """Per-sample shape (no batch axis) of a graph input or exported output."""
-        h, w = self.input_size
         if name in self.inputs:
             table = PREPROCESSING_OUTPUTS.get(self.preprocessing_version)
             if table is None or name not in table:
@@ -162,7 +197,7 @@ class ModelSpec:
                     f"input {name!r} of preprocessing version {self.preprocessing_version} is "
                     "not implemented by this saliq; upgrade saliq"
                 )
-            return table[name](h, w)
+            return table[name](self)
         if name == SCORE:
             return ()
         if name == SALIENCY:

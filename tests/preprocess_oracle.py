@@ -1,4 +1,5 @@
-"""Float64 NumPy oracle of DESIGN.md's preprocessing version 1, written from the text alone.
+"""Float64 NumPy oracle of preprocessing version 1 (DESIGN.md) and of version 2's crop pixels
+(docs/preprocessing.md), written from the text alone.
 
 It shares no code with saliq.preprocess on purpose: the two must agree independently.
 """
@@ -119,3 +120,67 @@ def preprocess_frame(
     image = ((resized / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1)
     grad = sobel_magnitude(resized)
     return {"image": image, "gradient": grad[None], "prior": prior(grad)[None]}
+
+
+# Version 2 (docs/preprocessing.md): crop views. The oracle covers a crop's pixels; where a
+# crop goes is discrete and is tested against saliq.views on the same float32 prior.
+
+
+def canonical_side(width: int, height: int, size: int, long_side: int) -> int:
+    """Q from the text: s = min(1, L_c / long side); Q = round(P / s); at most the short side."""
+    scale = min(1.0, long_side / max(width, height))
+    return min(int(math.floor(size / scale + 0.5)), width, height)
+
+
+def decode_window(
+    frame: np.ndarray, fmt: str, x0: int, y0: int, side: int, matrix="bt601", yuv_range="limited"
+) -> np.ndarray:
+    """Step 1 for the side x side window at (x0, y0) only, float64 RGB.
+
+    Packed formats: slice, then decode. NV12: cut the enclosing window of whole 2x2 chroma
+    blocks (even origin, even size) out of both planes, decode it, then cut the window, so a
+    window at an odd offset gets each pixel's chroma from its own block, as in the full frame.
+    """
+    if fmt != "NV12":
+        return decode(frame[y0 : y0 + side, x0 : x0 + side], fmt, matrix, yuv_range)
+    height = frame.shape[0] * 2 // 3
+    ax0, ay0 = x0 - x0 % 2, y0 - y0 % 2
+    ax1, ay1 = x0 + side + (x0 + side) % 2, y0 + side + (y0 + side) % 2
+    luma = frame[ay0:ay1, ax0:ax1]
+    chroma = frame[height + ay0 // 2 : height + ay1 // 2, ax0:ax1]  # (U, V) pairs stay whole
+    rgb = decode(np.vstack([luma, chroma]), "NV12", matrix, yuv_range)
+    return rgb[y0 - ay0 : y0 - ay0 + side, x0 - ax0 : x0 - ax0 + side]
+
+
+def crop(
+    frame: np.ndarray,
+    fmt: str,
+    window: tuple[int, int],
+    side: int,
+    size: int,
+    mean,
+    std,
+    matrix="bt601",
+    yuv_range="limited",
+) -> dict[str, np.ndarray]:
+    """One crop, float64: the window resized to size x size by version 1's resize (copy, area
+    or bilinear), normalised as `image`, and the Sobel gradient of the crop alone."""
+    x0, y0 = (int(v) for v in window)
+    resized = resize(decode_window(frame, fmt, x0, y0, side, matrix, yuv_range), size, size)
+    image = ((resized / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1)
+    return {"crops": image, "crop_gradient": sobel_magnitude(resized)[None]}
+
+
+def crops(frame, fmt, windows, side, size, mean, std, **decode_kwargs) -> dict[str, np.ndarray]:
+    """Every window's crop stacked: crops [K, 3, P, P], crop_gradient [K, 1, P, P]."""
+    each = [crop(frame, fmt, w, side, size, mean, std, **decode_kwargs) for w in windows]
+    return {key: np.stack([c[key] for c in each]) for key in ("crops", "crop_gradient")}
+
+
+def boxes(windows, side: int, width: int, height: int) -> np.ndarray:
+    """Normalised (x0/W0, y0/H0, (x0+Q)/W0, (y0+Q)/H0), float64."""
+    w = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+    return np.stack(
+        [w[:, 0] / width, w[:, 1] / height, (w[:, 0] + side) / width, (w[:, 1] + side) / height],
+        axis=1,
+    )

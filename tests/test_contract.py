@@ -97,6 +97,15 @@ TINY = {
         "hidden": [16],
         "direct_saliency": True,
     },
+    # preprocessing version 2: whole view + native-scale crops (docs/preprocessing.md)
+    "sgdnet_views": {
+        "backbone": "efficientnet_lite0",
+        "feature_dim": 32,
+        "hidden": [16],
+        "crop_dim": 16,
+        "crop_hidden": 8,
+        "views": {"detail_crops": 2, "crop_size": 32, "salient_crops": 1},
+    },
     # another backbone family through the same builder (torchvision layout, ImageNet mean/std)
     "sgdnet_resnet18": {"backbone": "resnet18", "feature_dim": 32, "hidden": [16]},
 }

@@ -25,12 +25,18 @@ import pytest
 from . import preprocess_oracle as oracle
 from .conftest import require
 from .cuda_emulation import build as emulation
-from .test_native_preprocess import MEAN, STD, _assert_close
+from .test_native_preprocess import MEAN, STD, _assert_close, _check_views
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 OUT_HW = (32, 48)
 FORMATS = {"BGR": 3, "RGB": 3, "BGRA": 4, "RGBA": 4, "GRAY": 1, "NV12": 0}
+# Version 2's crop views, small for the emulator: on 37 x 53 Q = P = 16 (copy), on 1 x 1 a
+# magnified pixel, on 90 x 130 Q = 33 (area; s = 64 / 130); grid windows 24, 1, 49.
+VIEWS = dict(
+    detail_crops=3, crop_size=16, salient_crops=2, grid_crops=2, grid_size=24,
+    canonical_long_side=64,
+)  # fmt: skip
 
 PROBE = r"""
 import importlib.machinery, importlib.util, json, os, sys
@@ -46,6 +52,7 @@ P = importlib.util.module_from_spec(spec)
 loader.exec_module(P)
 ARGS = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 H, W = 32, 48
+VIEWS = json.loads(sys.argv[5])
 
 
 class Dev:
@@ -58,9 +65,19 @@ class Dev:
         }
 
 
-def empty_out(n, dtype):
+def empty_out(n, dtype, views=False):
     shapes = {"image": (n, 3, H, W), "gradient": (n, 1, H, W), "prior": (n, 1, H // 4, W // 4)}
-    return {k: np.full(s, np.nan, dtype) for k, s in shapes.items()}
+    out = {k: np.full(s, np.nan, dtype) for k, s in shapes.items()}
+    if views:
+        k, p, g, pg = (VIEWS[key] for key in ("detail_crops", "crop_size", "grid_crops",
+                                              "grid_size"))
+        out.update(crops=np.full((n, k, 3, p, p), np.nan, dtype),
+                   crop_gradient=np.full((n, k, 1, p, p), np.nan, dtype),
+                   crop_boxes=np.full((n, k, 4), np.nan, np.float32),
+                   crop_weights=np.full((n, k), np.nan, np.float32),
+                   grid=np.full((n, g, 3, pg, pg), np.nan, dtype),
+                   grid_boxes=np.full((n, g, 4), np.nan, np.float32))
+    return out
 
 
 frames = dict(np.load(inputs))
@@ -73,6 +90,16 @@ if os.environ.get("SALIQ_EMU_FAIL_ALLOC"):
         report["failure"] = str(e)
     out = P.preprocess_cuda([frames["BGR_uint8_0"]], "BGR", H, W, **ARGS)  # and again, fine
     results["after_failure_image"] = out["image"]
+    # Version 2: the 39th allocation of the process falls on the crop scratch (3 + 14 above,
+    # then 21 before it: outputs, scratch, priors, view outputs, tables, rows, staging, windows,
+    # crop table); the crops of the next call are fine.
+    try:
+        P.preprocess_cuda([frames["BGR_uint8_0"]], "BGR", H, W, views=VIEWS, **ARGS)
+        report["views_failure"] = "returned"
+    except RuntimeError as e:
+        report["views_failure"] = str(e)
+    out = P.preprocess_cuda([frames["BGR_uint8_0"]], "BGR", H, W, views=VIEWS, **ARGS)
+    results["after_failure_crops"] = out["crops"]
 else:
     for fmt in ("BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12"):
         for depth in ("uint8", "uint16"):
@@ -101,6 +128,30 @@ else:
     big = frames["big_bgr"]
     out = P.preprocess_cuda([big], "BGR", 384, 512, **ARGS)
     results.update({f"big/{k}": v for k, v in out.items()})
+    # Version 2: host frames (one wait per frame, staging reused), three sizes per call.
+    for fmt in ("BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12"):
+        for depth in ("uint8", "uint16"):
+            trio = [frames[f"{fmt}_{depth}_{i}"] for i in range(3)]
+            for dtype in ("float32", "float16"):
+                out = P.preprocess_cuda(trio, fmt, H, W, dtype=dtype, views=VIEWS, **ARGS)
+                results.update({f"v2/{fmt}/{depth}/{dtype}/{k}": v for k, v in out.items()})
+            # The CPU twin's crop code under ASan too (windows at the frame's edges).
+            out = P.preprocess(trio, fmt, H, W, views=VIEWS, **ARGS)
+            results.update({f"cpu_v2/{fmt}/{depth}/{k}": v for k, v in out.items()})
+    # Device frames and out= device buffers for every output (one wait for the batch).
+    for dtype in ("float32", "float16"):
+        out = empty_out(len(batch), dtype, views=True)
+        P.preprocess_cuda(Dev(batch), "BGR", H, W, dtype=dtype, stream=7, views=VIEWS,
+                          out={k: Dev(v) for k, v in out.items()}, **ARGS)
+        results.update({f"v2device/{dtype}/{k}": v for k, v in out.items()})
+    out = empty_out(len(batch), "float32", views=True)
+    del out["crop_weights"]
+    try:
+        P.preprocess_cuda(Dev(batch), "BGR", H, W, views=VIEWS,
+                          out={k: Dev(v) for k, v in out.items()}, **ARGS)
+        report["missing_out"] = "returned"
+    except ValueError as e:
+        report["missing_out"] = str(e)
 np.savez(outputs, **results)
 print(json.dumps(report))
 """
@@ -130,7 +181,9 @@ def emulated(tmp_path_factory):
     frames = {}
     for fmt in FORMATS:
         for depth in ("uint8", "uint16"):
+            # The third size is for version 2 only: crops of Q = 33 -> 16 (area) there.
             sizes = [(2, 2), (38, 54)] if fmt == "NV12" else [(1, 1), (37, 53)]
+            sizes.append((90, 130))
             for i, hw in enumerate(sizes):
                 frames[f"{fmt}_{depth}_{i}"] = _frame(fmt, depth, hw, rng)
     frames["batch_bgr"] = rng.integers(0, 256, (3, 45, 70, 3), dtype=np.uint8)
@@ -141,10 +194,16 @@ def emulated(tmp_path_factory):
     if asan:
         env.update(LD_PRELOAD=asan, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1")
 
+    cache: dict = {}
+
     def probe(**extra_env: str):
+        """Runs the probe once per environment (several tests read the same results)."""
+        key = tuple(sorted(extra_env.items()))
+        if key in cache:
+            return cache[key]
         run = subprocess.run(
             [sys.executable, "-c", PROBE, str(module), str(REPO), str(out / "inputs.npz")]
-            + [str(out / "outputs.npz")],
+            + [str(out / "outputs.npz"), json.dumps(VIEWS)],
             cwd=out,
             env={**env, **extra_env},
             capture_output=True,
@@ -152,7 +211,9 @@ def emulated(tmp_path_factory):
             timeout=600,
         )
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
-        return json.loads(run.stdout.strip().splitlines()[-1]), dict(np.load(out / "outputs.npz"))
+        report = json.loads(run.stdout.strip().splitlines()[-1])
+        cache[key] = report, dict(np.load(out / "outputs.npz"))
+        return cache[key]
 
     return {"frames": frames, "probe": probe, "asan": asan}
 
@@ -193,11 +254,47 @@ def test_emulated_cuda_path_matches_the_oracle(emulated):
     _check(results, "big", frames["big_bgr"], "BGR", "float32", 0, out_hw=(384, 512))
 
 
+def test_emulated_cuda_crop_views_match_the_oracle(emulated):
+    """Version 2 on the CUDA path: version 1's outputs the same bits as without views, boxes
+    and weights as saliq.views places them on the float32 prior, crops within the oracle's
+    tolerances, for every format, depth and dtype, host and device frames, out= buffers (and
+    the CPU twin's crop views, run under ASan here)."""
+    report, results = emulated["probe"]()
+    frames = emulated["frames"]
+    for fmt in FORMATS:
+        for depth in ("uint8", "uint16"):
+            trio = [frames[f"{fmt}_{depth}_{i}"] for i in range(3)]
+            f32 = _prefixed(results, f"v2/{fmt}/{depth}/float32")
+            for dtype in ("float32", "float16"):
+                got = _prefixed(results, f"v2/{fmt}/{depth}/{dtype}")
+                v1 = _prefixed(results, f"host/{fmt}/{depth}/{dtype}")
+                for key in v1:
+                    np.testing.assert_array_equal(got[key][:2], v1[key], err_msg=key)
+                _check(results, f"v2/{fmt}/{depth}/{dtype}", trio[2], fmt, dtype, 2)
+                _check_views(got, trio, fmt, VIEWS, dtype, f32["prior"])
+            cpu = _prefixed(results, f"cpu_v2/{fmt}/{depth}")
+            _check_views(cpu, trio, fmt, VIEWS, "float32", cpu["prior"])
+    batch = list(frames["batch_bgr"])
+    f32 = _prefixed(results, "v2device/float32")
+    for dtype in ("float32", "float16"):
+        got = _prefixed(results, f"v2device/{dtype}")
+        _check_views(got, batch, "BGR", VIEWS, dtype, f32["prior"])
+        for i, frame in enumerate(batch):
+            _check(results, f"v2device/{dtype}", frame, "BGR", dtype, i)
+    assert "out is missing 'crop_weights'" in report["missing_out"]
+
+
+def _prefixed(results: dict, prefix: str) -> dict:
+    return {k[len(prefix) + 1 :]: v for k, v in results.items() if k.startswith(prefix + "/")}
+
+
 def test_emulated_allocation_failure_is_an_exception(emulated):
-    report, results = emulated["probe"](SALIQ_EMU_FAIL_ALLOC="3")
+    report, results = emulated["probe"](SALIQ_EMU_FAIL_ALLOC="3,39")
     assert report["failure"].startswith("CUDA preprocessing failed: "), report["failure"]
     assert "cudaMallocAsync" in report["failure"] or "alloc" in report["failure"]
     assert np.isfinite(results["after_failure_image"]).all()  # the next call works
+    assert report["views_failure"].startswith("CUDA preprocessing failed: rows.ensure"), report
+    assert np.isfinite(results["after_failure_crops"]).all()
 
 
 def test_launch_rewrite_covers_every_kernel():
@@ -206,3 +303,5 @@ def test_launch_rewrite_covers_every_kernel():
     assert "<<<" not in rewritten
     assert rewritten.count("saliq_emu::launch<") == source.count("<<<")
     assert "saliq_emu::launch<true>(k_prior" in rewritten  # the kernel with __syncthreads
+    for kernel in ("k_crop_h", "k_crop_v", "k_crop_grad"):  # version 2's, no __syncthreads
+        assert f"saliq_emu::launch<false>({kernel}" in rewritten

@@ -337,3 +337,186 @@ def test_gpu_entry_point_without_a_gpu_raises():
 
     with pytest.raises(BackendUnavailableError, match="GPU preprocessing unavailable: .+"):
         Preprocessor(32, 32).cuda([np.zeros((4, 4, 3), np.uint8)])
+
+
+# Version 2 (docs/preprocessing.md): crop views. Placement is checked exactly against
+# saliq.views on the same float32 prior, the crop pixels against the float64 oracle.
+
+# P = 32 from windows of Q = 50 (area, 1.5625:1) on the 152 x 200 frame (s = 128 / 200), a
+# copy on 100 x 120 (s = 1, Q = P) and bilinear magnification on 20 x 28 (Q = 20 < P); the
+# grid's windows (Qg = 75, 48, 20) sit at odd offsets on the first frame (x 13, 113; y 1, 77).
+VIEWS = dict(
+    detail_crops=4, crop_size=32, salient_crops=2, grid_crops=3, grid_size=48,
+    canonical_long_side=128,
+)  # fmt: skip
+V2_SIZES = [(152, 200), (100, 120), (20, 28)]
+V1_KEYS = ("image", "gradient", "prior")
+
+
+def _views_cfg(views: dict):
+    from saliq.views import ViewConfig
+
+    return ViewConfig(**views)
+
+
+def _check_views(got, frames, fmt, views, dtype, priors, **decode):
+    """Boxes/weights exactly as saliq.views places them on `priors` (float32), crops and grid
+    within the oracle tolerances. Returns the detail windows of every frame."""
+    from saliq import views as V
+
+    cfg = _views_cfg(views)
+    placed = []
+    for i, frame in enumerate(frames):
+        height = frame.shape[0] * 2 // 3 if fmt == "NV12" else frame.shape[0]
+        width = frame.shape[1]
+        windows, side, weights = V.place_detail_crops(priors[i, 0], width, height, cfg)
+        np.testing.assert_array_equal(got["crop_boxes"][i], V.boxes(windows, side, width, height))
+        np.testing.assert_array_equal(got["crop_weights"][i], weights)
+        want = oracle.crops(frame, fmt, windows, side, cfg.crop_size, MEAN, STD, **decode)
+        _assert_close({k: got[k] for k in want}, want, dtype, i)
+        grid, grid_side = V.grid_windows(width, height, cfg)
+        np.testing.assert_array_equal(
+            got["grid_boxes"][i], oracle.boxes(grid, grid_side, width, height).astype(np.float32)
+        )
+        want = oracle.crops(frame, fmt, grid, grid_side, cfg.grid_size, MEAN, STD, **decode)
+        _assert_close({"grid": got["grid"]}, {"grid": want["crops"]}, dtype, i)
+        placed.append(windows)
+    return placed
+
+
+def _v2_frames(fmt: str, depth: str, rng) -> list[np.ndarray]:
+    if fmt == "NV12":
+        return [_nv12(h, w, depth, rng, real=True) for h, w in V2_SIZES]
+    return [_frame(_photo_rgb(h, w), fmt, depth, rng) for h, w in V2_SIZES]
+
+
+@pytest.mark.parametrize("depth", ["uint8", "uint16"])
+@pytest.mark.parametrize("fmt", [*PACKED, "NV12"])
+def test_v2_crop_views_match_oracle(fmt, depth):
+    rng = np.random.default_rng(hash((fmt, depth, 2)) % 2**32)
+    frames = _v2_frames(fmt, depth, rng)
+    v1 = P.preprocess(frames, fmt, 64, 96, MEAN, STD)
+    f32 = P.preprocess(frames, fmt, 64, 96, MEAN, STD, views=VIEWS)
+    f16 = P.preprocess(frames, fmt, 64, 96, MEAN, STD, dtype="float16", views=VIEWS)
+    for key in V1_KEYS:  # version 1's outputs: the same bits with or without views
+        np.testing.assert_array_equal(f32[key], v1[key])
+    for key in V1_KEYS:
+        np.testing.assert_array_equal(
+            f16[key], P.preprocess(frames, fmt, 64, 96, MEAN, STD, dtype="float16")[key]
+        )
+    _check_views(f32, frames, fmt, VIEWS, "float32", f32["prior"])
+    # float16: placed on the float32 prior (the same boxes), pixels rounded from float32.
+    _check_views(f16, frames, fmt, VIEWS, "float16", f32["prior"])
+    for key in ("crop_boxes", "crop_weights", "grid_boxes"):
+        assert f16[key].dtype == np.float32
+        np.testing.assert_array_equal(f16[key], f32[key])
+    for key in ("crops", "crop_gradient", "grid"):
+        np.testing.assert_array_equal(f16[key], f32[key].astype(np.float16))
+
+
+def test_nv12_window_oracle_at_odd_offsets():
+    """The oracle's window decode (whole chroma blocks, then cut) equals the full decode."""
+    frame = _nv12(40, 60, "uint8", np.random.default_rng(8), real=False)
+    full = oracle.decode(frame, "NV12")
+    for x0, y0 in [(0, 0), (1, 0), (0, 1), (13, 7), (43, 23)]:
+        np.testing.assert_array_equal(
+            oracle.decode_window(frame, "NV12", x0, y0, 17), full[y0 : y0 + 17, x0 : x0 + 17]
+        )
+
+
+@pytest.mark.parametrize(
+    "fmt, yuv", [("NV12", dict(matrix="bt709", yuv_range="full")), ("BGRA", {})]
+)
+def test_v2_4k_frames_use_2x_windows(fmt, yuv):
+    """A 3840 x 2160 frame: s = 0.5, each 96 x 96 crop is a 192 x 192 window area-averaged."""
+    rng = np.random.default_rng(9)
+    if fmt == "NV12":
+        frame = _nv12(2160, 3840, "uint8", rng, real=True)
+    else:
+        frame = _frame(_photo_rgb(2160, 3840), fmt, "uint8", rng)
+    views = dict(detail_crops=4, crop_size=96, salient_crops=3, grid_crops=2, grid_size=64)
+    got = P.preprocess([frame], fmt, 224, 224, MEAN, STD, views=views, **yuv)
+    boxes = got["crop_boxes"][0].astype(np.float64)
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 192 / 3840, rtol=1e-6)
+    np.testing.assert_allclose(boxes[:, 3] - boxes[:, 1], 192 / 2160, rtol=1e-6)
+    _check_views(got, [frame], fmt, views, "float32", got["prior"], **yuv)
+
+
+@pytest.mark.parametrize("hw", [(40, 1000), (1000, 40), (8, 8)])
+def test_v2_very_wide_tall_and_tiny_frames(hw):
+    rng = np.random.default_rng(10)
+    frame = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+    got = P.preprocess([frame], "RGB", 32, 64, MEAN, STD, views=VIEWS)
+    windows = _check_views(got, [frame], "RGB", VIEWS, "float32", got["prior"])[0]
+    side = min(hw)  # the short side is below Q everywhere here: magnified (or area at 40)
+    assert ((windows >= 0) & (windows + side <= [hw[1], hw[0]])).all()
+
+
+def test_v2_batches_pitch_and_threads():
+    rng = np.random.default_rng(12)
+    frames = [_photo_rgb(90, 130) for _ in range(2)]
+    frames[1] = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    listed = P.preprocess(frames, "RGB", 32, 64, views=VIEWS)
+    batch = P.preprocess(np.stack(frames), "RGB", 32, 64, views=VIEWS)
+    padded = np.zeros((90, 512), np.uint8)
+    padded[:, : 130 * 3] = frames[1].reshape(90, -1)
+    view = padded[:, : 130 * 3].reshape(90, 130, 3)
+    pitched = P.preprocess([view], "RGB", 32, 64, pitch=512, views=VIEWS)
+    before = P.get_num_threads()
+    try:
+        P.set_num_threads(1)
+        one_thread = P.preprocess(frames, "RGB", 32, 64, views=VIEWS)
+    finally:
+        P.set_num_threads(0)
+    assert P.get_num_threads() == before
+    assert set(listed) == {*V1_KEYS, "crops", "crop_gradient", "crop_boxes", "crop_weights"} | {
+        "grid",
+        "grid_boxes",
+    }
+    for key in listed:
+        np.testing.assert_array_equal(batch[key], listed[key])
+        np.testing.assert_array_equal(one_thread[key], listed[key])
+        np.testing.assert_array_equal(pitched[key][0], listed[key][1])
+
+
+def test_v2_bad_views_raise_clear_errors():
+    frame = [np.zeros((16, 16, 3), np.uint8)]
+    with pytest.raises(ValueError, match="unknown key 'crops'"):
+        P.preprocess(frame, "RGB", 32, 32, views={"crops": 4})
+    with pytest.raises(TypeError, match="views must be None or a dict"):
+        P.preprocess(frame, "RGB", 32, 32, views=[4])
+    out = P.preprocess(frame, "RGB", 32, 32, views={})  # ViewConfig's defaults
+    assert out["crops"].shape == (1, 4, 3, 96, 96) and out["grid"].shape == (1, 0, 3, 224, 224)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("fmt", ["BGR", "NV12"])
+def test_preprocessor_v2_native_equals_python_reference(fmt, dtype):
+    """saliq.Preprocessor dispatches version 2 to the native code; the Python reference agrees
+    within the oracle tolerances on pixels and exactly on boxes (weights: the two priors differ
+    by float32 rounding, so the weights by as much)."""
+    from saliq import Preprocessor
+
+    cfg = _views_cfg(VIEWS)
+    rng = np.random.default_rng(13)
+    if fmt == "NV12":
+        frames = [_nv12(240, 320, "uint8", rng, real=True), _nv12(96, 128, "uint8", rng, True)]
+    else:
+        frames = [_photo_rgb(240, 320)[:, :, ::-1].copy(), _photo_rgb(96, 128)[:, :, ::-1].copy()]
+    args = dict(mean=MEAN, std=STD, dtype=dtype, version=2, views=cfg)
+    native = Preprocessor(64, 96, implementation="native", **args)(frames, fmt)
+    python = Preprocessor(64, 96, implementation="python", **args)(frames, fmt)
+    assert set(native) == set(python)
+    for key in native:
+        assert native[key].shape == python[key].shape and native[key].dtype == python[key].dtype
+    np.testing.assert_array_equal(native["crop_boxes"], python["crop_boxes"])
+    np.testing.assert_array_equal(native["grid_boxes"], python["grid_boxes"])
+    np.testing.assert_allclose(native["crop_weights"], python["crop_weights"], atol=FLOAT32_TOL)
+    for key in ("image", "gradient", "prior", "crops", "crop_gradient", "grid"):
+        a, b = native[key].astype(np.float64), python[key].astype(np.float64)
+        tol = FLOAT32_TOL
+        if dtype == "float16":  # one float16 ulp each side of the float32 value
+            tol = np.maximum(np.spacing(np.abs(python[key])).astype(np.float64), FLOAT32_TOL)
+        assert np.all(np.abs(a - b) <= tol), f"{key}: {np.abs(a - b).max():.3g}"
+    one = Preprocessor(64, 96, implementation="native", **args).one(frames[0], fmt)
+    np.testing.assert_array_equal(one["crop_boxes"], native["crop_boxes"][0])

@@ -124,3 +124,86 @@ def test_preprocessor_cuda_equals_its_cpu_call():
 def test_cuda_bad_input_is_an_exception():
     with pytest.raises(TypeError, match="uint8 or uint16"):
         P.preprocess_cuda([np.zeros((4, 4, 3), np.float32)], "RGB", 32, 32)
+
+
+# Version 2 (docs/preprocessing.md): crop views on the GPU. The crops are placed on the host
+# from the GPU's float32 prior: boxes and weights must be what saliq.views gives on that prior,
+# and (the two priors differ by float32 rounding only) the CPU twin's boxes too.
+VIEWS = dict(detail_crops=4, crop_size=96, salient_crops=3, grid_crops=3, grid_size=64)
+VIEW_KEYS = ("crops", "crop_gradient", "crop_boxes", "crop_weights", "grid", "grid_boxes")
+
+
+def _same_views(gpu: dict, cpu: dict, gpu_prior32, frames, fmt: str, dtype: str) -> None:
+    from saliq import views as V
+
+    cfg = V.ViewConfig(**VIEWS)
+    for i, frame in enumerate(frames):
+        height = frame.shape[0] * 2 // 3 if fmt == "NV12" else frame.shape[0]
+        windows, side, weights = V.place_detail_crops(
+            np.asarray(gpu_prior32[i, 0], np.float32), frame.shape[1], height, cfg
+        )
+        np.testing.assert_array_equal(
+            np.asarray(gpu["crop_boxes"][i]), V.boxes(windows, side, frame.shape[1], height)
+        )
+        np.testing.assert_array_equal(np.asarray(gpu["crop_weights"][i]), weights)
+    np.testing.assert_array_equal(np.asarray(gpu["crop_boxes"]), cpu["crop_boxes"])
+    np.testing.assert_array_equal(np.asarray(gpu["grid_boxes"]), cpu["grid_boxes"])
+    np.testing.assert_allclose(np.asarray(gpu["crop_weights"]), cpu["crop_weights"], atol=1e-5)
+    _same(gpu, {k: cpu[k] for k in ("crops", "crop_gradient", "grid")}, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("depth", [np.uint8, np.uint16])
+@pytest.mark.parametrize("fmt", ["BGR", "RGB", "BGRA", "RGBA", "GRAY", "NV12"])
+def test_cuda_crop_views_equal_cpu_host_arrays(fmt, depth, dtype):
+    frames = _frames(fmt, depth, hw=(1080, 1920))
+    cpu = P.preprocess(frames, fmt, 224, 224, dtype=dtype, views=VIEWS, **ARGS)
+    gpu = P.preprocess_cuda(frames, fmt, 224, 224, dtype=dtype, views=VIEWS, **ARGS)
+    prior32 = P.preprocess_cuda(frames, fmt, 224, 224, views=VIEWS, **ARGS)["prior"]
+    _same(gpu, {k: cpu[k] for k in ("image", "gradient", "prior")}, dtype)
+    _same_views(gpu, cpu, prior32, list(frames), fmt, dtype)
+    v1 = P.preprocess_cuda(frames, fmt, 224, 224, dtype=dtype, **ARGS)
+    for key in v1:  # version 1's outputs: the same bits with or without views
+        np.testing.assert_array_equal(gpu[key], v1[key])
+
+
+def test_cuda_crop_views_4k_device_frames_out_and_stream():
+    torch = pytest.importorskip("torch")
+    frames = _frames("NV12", hw=(2160, 3840))
+    cpu = P.preprocess(frames, "NV12", 224, 224, dtype="float16", views=VIEWS, **ARGS)
+    stream = torch.cuda.Stream()
+    shapes = {
+        "image": (2, 3, 224, 224),
+        "gradient": (2, 1, 224, 224),
+        "prior": (2, 1, 56, 56),
+        "crops": (2, 4, 3, 96, 96),
+        "crop_gradient": (2, 4, 1, 96, 96),
+        "grid": (2, 3, 3, 64, 64),
+    }
+    with torch.cuda.stream(stream):
+        dev = torch.from_numpy(frames).cuda()
+        out = {k: torch.empty(s, dtype=torch.float16, device="cuda") for k, s in shapes.items()}
+        out["crop_boxes"] = torch.empty((2, 4, 4), device="cuda")
+        out["crop_weights"] = torch.empty((2, 4), device="cuda")
+        out["grid_boxes"] = torch.empty((2, 3, 4), device="cuda")
+    P.preprocess_cuda(
+        dev, "NV12", 224, 224, dtype="float16", stream=stream, out=out, views=VIEWS, **ARGS
+    )
+    stream.synchronize()
+    got = {k: v.cpu().numpy() for k, v in out.items()}
+    prior32 = P.preprocess_cuda(dev, "NV12", 224, 224, views=VIEWS, **ARGS)["prior"]
+    _same_views(got, cpu, prior32, list(frames), "NV12", "float16")
+    boxes = got["crop_boxes"].astype(np.float64)
+    np.testing.assert_allclose(boxes[..., 2] - boxes[..., 0], 192 / 3840, rtol=1e-6)  # s = 0.5
+
+
+def test_preprocessor_cuda_crop_views_equal_its_cpu_call():
+    from saliq import Preprocessor
+    from saliq.views import ViewConfig
+
+    pre = Preprocessor(224, 224, ARGS["mean"], ARGS["std"], version=2, views=ViewConfig())
+    frames = _frames("BGR", hw=(720, 1280))
+    gpu, cpu = pre.cuda(frames), pre(list(frames))
+    assert set(gpu) == set(cpu)
+    np.testing.assert_array_equal(gpu["crop_boxes"], cpu["crop_boxes"])
+    _same(gpu, {k: cpu[k] for k in ("image", "crops", "crop_gradient")}, "float32")

@@ -110,3 +110,26 @@ def release_checkpoint(source: str | Path, target: str | Path, half: bool = True
     """
     model, spec, config, metrics = load_checkpoint(source)
     return save_checkpoint(target, model, spec, config, metrics, half=half)
+
+
+def extract_submodule(
+    source: str | Path, prefix: str, spec: ModelSpec, target: str | Path, half: bool = True
+) -> Path:
+    """A checkpoint of one submodule of another model (e.g. the frozen whole-frame SGDNet
+    inside a crop-view model: the previous default model, recovered from the new one)."""
+    tensors = load_file(str(source))
+    head = prefix.rstrip(".") + "."
+    weights = {k[len(head) :]: v.float() for k, v in tensors.items() if k.startswith(head)}
+    if not weights:
+        raise ModelFormatError(f"{source}: no weights under {head!r}")
+    from .models import model_from_spec
+
+    model = model_from_spec(spec)
+    model.load_state_dict(weights)  # strict: the submodule must be exactly that model
+    info = read_checkpoint_info(source)
+    config = {
+        "extracted_from": str(Path(source).name),
+        "prefix": head,
+        "source_spec": info.spec.name,
+    }
+    return save_checkpoint(target, model, spec, config, {}, half=half)

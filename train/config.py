@@ -23,13 +23,24 @@ class ModelConfig:
     input_width: int = 224
     kwargs: dict = field(default_factory=dict)
     init_from: str | None = None  # start from this checkpoint's weights (a second stage)
+    # With a prefix, init_from is a checkpoint of another architecture whose weights fill the
+    # submodule of that name (e.g. "whole": a crop-view model's whole-frame SGDNet).
+    init_prefix: str = ""
 
 
 @dataclass
 class DataConfig:
     """Where training data comes from (docs/data.md); train/data/sources.py builds it."""
 
-    SOURCES: ClassVar[tuple[str, ...]] = ("synthetic", "koniq", "kadid", "livec", "spaq", "csv")
+    SOURCES: ClassVar[tuple[str, ...]] = (
+        "synthetic",
+        "native",
+        "koniq",
+        "kadid",
+        "livec",
+        "spaq",
+        "csv",
+    )
     CSV_KEYS: ClassVar[tuple[str, ...]] = (
         "path",  # the CSV, relative to data.root when that is set
         "score_min",
@@ -41,7 +52,7 @@ class DataConfig:
         "split_index",
     )
 
-    source: str = "synthetic"  # synthetic | koniq | kadid | livec | spaq | csv
+    source: str = "synthetic"  # synthetic | native | koniq | kadid | livec | spaq | csv
     root: str | None = None  # the real data set's release folder (all but synthetic, csv)
     annotations: str | None = None  # override the label file (relative to root)
     image_dir: str | None = None  # override the image folder (relative to root)
@@ -60,6 +71,11 @@ class DataConfig:
     gray_prob: float = 0.1
     pristine_prob: float = 0.1
     val_photos: int = 20  # validation grid photos per epoch (all types x levels each)
+    # native source (crop-view models): share of items distorted in one region only
+    region_prob: float = 0.3
+    # JSON file {"<list name>": [photo names]} of photos kept out of train and validation
+    # (configs/heldout_camera.json: the camera-resolution evaluation's photos)
+    exclude_photos_file: str | None = None
 
     def __post_init__(self) -> None:
         # Checked at load time so a typo fails before any data is read.

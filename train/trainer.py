@@ -24,6 +24,7 @@ from saliq.spec import ModelSpec
 
 from .checkpoint import load_training_state, save_checkpoint
 from .config import TrainConfig
+from .data.native import NativeGridSet
 from .data.samplers import RankingBatchSampler
 from .data.sources import build_datasets
 from .data.synthetic import SyntheticGridSet
@@ -37,6 +38,7 @@ BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 LOG_NAME = "metrics.jsonl"
 GROUPED = "grouped_srcc"  # mean SRCC(score, -level) over (photo, type) severity series
+SEVERITY_GRIDS = (SyntheticGridSet, NativeGridSet)  # validation sets of severity series
 RANKING_TERM = "tres_ranking"  # needs batches without tied extreme labels
 
 
@@ -54,11 +56,26 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         **config.model.kwargs,
     )
     if config.model.init_from:
+        from saliq.checkpoint import load_spec
+
         from .models import model_from_spec
 
-        # a second stage: same architecture, weights of an earlier run (strictly checked)
-        start = model_from_spec(_spec(config, model), weights_path=config.model.init_from)
-        model.load_state_dict(start.state_dict())
+        source = config.model.init_from
+        if config.model.init_prefix:
+            # weights of another architecture (its own spec) for one submodule, strictly
+            start = model_from_spec(load_spec(source), weights_path=source)
+            try:
+                target = model.get_submodule(config.model.init_prefix.rstrip("."))
+            except AttributeError:
+                raise ConfigError(
+                    f"model.init_prefix={config.model.init_prefix!r}: {type(model).__name__} "
+                    "has no such submodule"
+                ) from None
+            target.load_state_dict(start.state_dict())
+        else:
+            # a second stage: same architecture, weights of an earlier run (strictly checked)
+            start = model_from_spec(_spec(config, model), weights_path=source)
+            model.load_state_dict(start.state_dict())
     return model
 
 
@@ -111,7 +128,7 @@ def evaluate_validation(model, val_set, spec: ModelSpec, batch_size: int, device
     loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=0)
     scores = predict(model, loader, spec, device)["score"]
     metrics = iqa_summary(scores, val_set.labels())
-    if isinstance(val_set, SyntheticGridSet):
+    if isinstance(val_set, SEVERITY_GRIDS):
         photos, types, levels = zip(*val_set.records)
         metrics[GROUPED] = severity_metrics(scores, levels, photos, types)[GROUPED]
     return metrics
@@ -119,7 +136,7 @@ def evaluate_validation(model, val_set, spec: ModelSpec, batch_size: int, device
 
 def selection_metric(val_set) -> str:
     """What "best on validation" means: severity ordering on the synthetic grid, else SRCC."""
-    return GROUPED if isinstance(val_set, SyntheticGridSet) else "srcc"
+    return GROUPED if isinstance(val_set, SEVERITY_GRIDS) else "srcc"
 
 
 def _init_worker(_: int) -> None:

@@ -2,16 +2,20 @@
 // kernels AND its host orchestration compile with g++ and run on a machine without a GPU
 // (tests/test_cuda_emulation.py). "Device" memory is host memory; streams are ignored (work
 // runs in order, synchronously); kernels run block by block, and the threads of a block run
-// one after another, or as real threads meeting at a barrier for kernels that call
-// __syncthreads. It checks the CUDA code's indexing and control flow, not GPU behaviour
-// (memory model, timing, occupancy): that is for the `gpu` tests on real hardware.
+// one after another, or as real threads (a pool kept for the process) meeting at a barrier
+// for kernels that call __syncthreads. It checks the CUDA code's indexing and control flow,
+// not GPU behaviour (memory model, timing, occupancy): that is for the `gpu` tests on real
+// hardware.
 #pragma once
 
 #include <barrier>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,10 +55,24 @@ struct cudaDeviceProp {
 
 namespace saliq_emu {
 
-// SALIQ_EMU_FAIL_ALLOC=N makes the N-th cudaMallocAsync of the process fail (error paths).
+// SALIQ_EMU_FAIL_ALLOC=N[,M...] makes the N-th (M-th, ...) cudaMallocAsync of the process
+// fail (error paths).
 inline int& allocations() {
   static int count = 0;
   return count;
+}
+inline bool fail_this_allocation() {
+  const char* list = std::getenv("SALIQ_EMU_FAIL_ALLOC");
+  if (!list) return false;
+  const long count = ++allocations();
+  for (const char* p = list; *p;) {
+    char* end = nullptr;
+    const long n = std::strtol(p, &end, 10);
+    if (end == p) break;
+    if (n == count) return true;
+    p = *end == ',' ? end + 1 : end;
+  }
+  return false;
 }
 inline thread_local std::barrier<>* block_barrier = nullptr;
 
@@ -62,6 +80,64 @@ struct LaunchConfig {
   dim3 grid, block;
   size_t shared_bytes;
   cudaStream_t stream;
+};
+
+// Threads for the blocks of kernels that call __syncthreads, kept for the process: starting
+// up to 1024 threads per block (under ASan) cost more than the emulated kernels themselves.
+class SyncPool {
+ public:
+  static SyncPool& get() {
+    static SyncPool pool;
+    return pool;
+  }
+  // Runs body(t) for t in [0, n) on n threads at once (they may meet at a barrier).
+  void run(unsigned n, const std::function<void(unsigned)>& body) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (workers_.size() < n) {
+      const unsigned index = static_cast<unsigned>(workers_.size());
+      workers_.emplace_back([this, index] { loop(index); });
+    }
+    body_ = &body;
+    active_ = remaining_ = n;
+    ++generation_;
+    start_.notify_all();
+    done_.wait(lock, [this] { return remaining_ == 0; });
+    body_ = nullptr;
+  }
+  ~SyncPool() {
+    {
+      std::lock_guard<std::mutex> guard(mutex_);
+      stop_ = true;
+    }
+    start_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+ private:
+  void loop(unsigned index) {
+    uint64_t seen = 0;  // a worker started during run() takes part in that launch
+    for (;;) {
+      const std::function<void(unsigned)>* body;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (index >= active_) continue;
+        body = body_;
+      }
+      (*body)(index);
+      std::lock_guard<std::mutex> guard(mutex_);
+      if (--remaining_ == 0) done_.notify_one();
+    }
+  }
+  std::mutex mutex_;
+  std::condition_variable start_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(unsigned)>* body_ = nullptr;
+  unsigned active_ = 0, remaining_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
 };
 
 template <class... Params, class... Args>
@@ -90,13 +166,10 @@ void launch(void (*kernel)(Params...), const LaunchConfig& cfg, Args... args) {
           continue;
         }
         std::barrier<> sync(static_cast<std::ptrdiff_t>(threads.size()));
-        std::vector<std::thread> workers;
-        for (const uint3& t : threads)
-          workers.emplace_back([&, t] {
-            block_barrier = &sync;
-            run_thread(kernel, cfg, block, t, args...);
-          });
-        for (auto& w : workers) w.join();
+        SyncPool::get().run(static_cast<unsigned>(threads.size()), [&](unsigned i) {
+          block_barrier = &sync;
+          run_thread(kernel, cfg, block, threads[i], args...);
+        });
       }
 }
 
@@ -127,8 +200,7 @@ cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* a, F) {
   return cudaSuccess;
 }
 inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
-  const char* fail = std::getenv("SALIQ_EMU_FAIL_ALLOC");
-  if (fail && ++saliq_emu::allocations() == std::atoi(fail)) return cudaErrorMemoryAllocation;
+  if (saliq_emu::fail_this_allocation()) return cudaErrorMemoryAllocation;
   *p = std::malloc(bytes);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }

@@ -18,6 +18,7 @@ fix; the only fallback (Scene photos -> package sample photos) is opt-in.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections import defaultdict
@@ -105,6 +106,8 @@ def build_datasets(
     }
     if data_config.source == "synthetic":
         return _synthetic(data_config, spec, preprocessor, seed, common)
+    if data_config.source == "native":
+        return _native(data_config, spec, preprocessor, seed)
     loader = _LOADERS.get(data_config.source)
     if loader is None:
         raise ConfigError(
@@ -214,6 +217,53 @@ def _synthetic(data_config, spec, preprocessor, seed, common) -> Datasets:
         **common,
     )
     names = {k: [Path(i.path).name for i in v] for k, v in splits.items()}
+    return Datasets(train, val, splits["test"], names)
+
+
+def _excluded_photos(data_config) -> set[str]:
+    if not data_config.exclude_photos_file:
+        return set()
+    path = Path(data_config.exclude_photos_file)
+    try:
+        lists = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"data.exclude_photos_file={path}: unreadable ({exc})") from None
+    if not isinstance(lists, dict):
+        raise ConfigError(f"{path}: expected a JSON object of photo-name lists")
+    return {name for names in lists.values() if isinstance(names, list) for name in names}
+
+
+def _native(data_config, spec, preprocessor, seed) -> Datasets:
+    """Native-resolution distortions for crop-view models (train/data/native.py)."""
+    from .native import NativeGridSet, NativeTrainSet
+
+    if preprocessor.views is None:
+        raise ConfigError(
+            "data.source=native feeds crop-view models (preprocessing version 2); this model "
+            "reads version 1: use data.source=synthetic"
+        )
+    excluded = _excluded_photos(data_config)
+    splits = content_splits(data_config)
+    train_items = [i for i in splits["train"] if i.name not in excluded]
+    val_items = [i for i in splits["val"] if i.name not in excluded]
+    types = None
+    if data_config.exclude_types:
+        from .distortions import DISTORTIONS
+
+        types = [t for t in sorted(DISTORTIONS) if t not in data_config.exclude_types]
+    train = NativeTrainSet(
+        train_items,
+        preprocessor,
+        spec.inputs,
+        copies_per_photo=data_config.copies_per_photo,
+        types=types,
+        pristine_prob=data_config.pristine_prob,
+        region_prob=data_config.region_prob,
+        seed=seed,
+    )
+    val = NativeGridSet(val_items[: data_config.val_photos], preprocessor, spec.inputs, types, seed)
+    names = {k: [Path(i.path).name for i in v] for k, v in splits.items()}
+    names["excluded"] = sorted(excluded)
     return Datasets(train, val, splits["test"], names)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from . import backbones, efficientnet_lite, resnet, sgdnet  # noqa: F401  (registers the members)
+from . import backbones, efficientnet_lite, resnet, sgdnet, views  # noqa: F401  (registers)
 from .backbones import backbone_config, build_backbone
 from .contract import GraphModule, IQAModel, model_from_spec, model_spec, run_model
 from .registry import (

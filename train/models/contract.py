@@ -33,6 +33,8 @@ class IQAModel(nn.Module):
     outputs: tuple[str, ...] = (SCORE,)
     aux_outputs: tuple[str, ...] = ()
     saliency_stride: int | None = None  # input pixels per saliency-map cell, when exported
+    preprocessing_version: int = 1  # which definition produces its inputs (docs/preprocessing.md)
+    view_config: dict = {}  # noqa: RUF012  (version 2's crop-view parameters; read-only)
 
     def extra_output_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         """Per-sample shapes of exported outputs other than score and saliency."""
@@ -107,6 +109,8 @@ def model_spec(
         saliency_stride=int(model.saliency_stride or 16),
         model_config=dict(model_config),
         output_shapes={k: list(v) for k, v in extra.items()},
+        preprocessing_version=model.preprocessing_version,
+        view_config=dict(model.view_config),
         version=version,
     )
 

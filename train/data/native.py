@@ -1,0 +1,257 @@
+"""Training data at native resolution, for preprocessing version 2 (crop views).
+
+A photo is brought to its canonical scale once (area-downscaled so its long side is at most
+the view config's ``canonical_long_side``, as docs/preprocessing.md defines "native"); each
+item takes a random window of it (native pixels, long side in ``WINDOW_LONG_SIDE``, so photos
+yield many different frames and 1080p-class work stays affordable), distorts it **at that
+scale** with the training distortions (train/data/distortions.py: sizes in native pixels, so
+a level means the same thing to every crop a camera would produce), and runs it through the
+SDK Preprocessor (version 2): the whole view and the crops see exactly what inference sees.
+
+Distortions cover the whole window, or only its salient or its background region (by the
+preprocessing prior of the clean window: its top / bottom ``REGION_FRACTION`` of pixels,
+feathered), teaching the fusion that a defect where people look costs more. Labels:
+
+    score        = 1 - (1 - quality_label(level)) * REGION_SEVERITY[mode]
+    crop_targets = 1 - (1 - quality_label(level)) * (share of the crop's window distorted)
+
+(``mode`` whole: 1.0; salient 0.85; background 0.45: a background defect still costs.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from saliq.preprocess import Preprocessor
+
+from .content import ContentItem
+from .distortions import COLOUR_TYPES, DISTORTIONS, MAX_LEVEL, TYPE_NAMES, apply_distortion
+from .distortions import quality_label as level_label
+
+WINDOW_LONG_SIDE = (384, 1024)  # native pixels; clipped to the photo
+REGION_FRACTION = 0.3
+REGION_FEATHER_FRACTION = 0.02  # of the window's long side: a soft edge is not a defect
+REGION_SEVERITY = {"whole": 1.0, "salient": 0.85, "background": 0.45}
+REGION_MODES = ("whole", "salient", "background")
+VALIDATION_WINDOW = 768  # long side of the fixed centre window of validation items
+
+
+def canonical_frame(path: str, long_side: int) -> np.ndarray:
+    """uint8 RGB photo area-downscaled so that its long side is at most ``long_side``."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"{path}: not a readable image")
+    h, w = bgr.shape[:2]
+    scale = min(1.0, long_side / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def region_mask(prior: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
+    """Float mask in [0, 1] at ``shape``: the salient / background share of the prior."""
+    h, w = shape
+    if mode == "whole":
+        return np.ones((h, w), np.float32)
+    up = cv2.resize(prior.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    cut = np.quantile(up, 1.0 - REGION_FRACTION if mode == "salient" else REGION_FRACTION)
+    hard = (up >= cut) if mode == "salient" else (up <= cut)
+    sigma = max(1.0, REGION_FEATHER_FRACTION * max(h, w))
+    return np.clip(cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigma), 0.0, 1.0)
+
+
+def crop_coverage(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Mean mask value inside each normalised (x0, y0, x1, y1) box."""
+    h, w = mask.shape
+    out = np.empty(len(boxes), np.float32)
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        c0, c1 = int(round(x0 * w)), max(int(round(x0 * w)) + 1, int(round(x1 * w)))
+        r0, r1 = int(round(y0 * h)), max(int(round(y0 * h)) + 1, int(round(y1 * h)))
+        out[k] = float(mask[r0:r1, c0:c1].mean())
+    return out
+
+
+class _NativeFrames(Dataset):
+    def __init__(
+        self,
+        items: Sequence[ContentItem],
+        preprocessor: Preprocessor,
+        inputs: Sequence[str],
+        types: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not items:
+            raise ValueError("no content items: pass at least one photo")
+        if preprocessor.views is None:
+            raise ValueError("native training data needs a version-2 (crop views) preprocessor")
+        self.items = list(items)
+        self.preprocessor = preprocessor
+        self.inputs = tuple(inputs)
+        self.types = sorted(types) if types else list(TYPE_NAMES)
+        unknown = set(self.types) - set(DISTORTIONS)
+        if unknown:
+            raise ValueError(f"unknown distortion types {sorted(unknown)}")
+        self.seed = seed
+        self.long_side = preprocessor.views.canonical_long_side
+        self._cache: dict[int, np.ndarray] = {}
+
+    def photo(self, index: int) -> np.ndarray:
+        if index not in self._cache:
+            self._cache[index] = canonical_frame(self.items[index].path, self.long_side)
+        return self._cache[index]
+
+    def _item(
+        self,
+        frame: np.ndarray,
+        clean: np.ndarray,
+        mask: np.ndarray | None,
+        level: int,
+        mode: str,
+        type_name: str | None,
+        photo_index: int,
+    ) -> dict[str, torch.Tensor]:
+        out = self.preprocessor([frame], fmt="RGB")
+        deficit = 1.0 - level_label(level)
+        coverage = (
+            np.ones(out["crop_boxes"].shape[1], np.float32)
+            if mask is None
+            else crop_coverage(mask, out["crop_boxes"][0])
+        )
+        item = {name: torch.from_numpy(np.ascontiguousarray(out[name][0])) for name in self.inputs}
+        item["score"] = torch.tensor(1.0 - deficit * REGION_SEVERITY[mode], dtype=torch.float32)
+        item["crop_targets"] = torch.from_numpy(1.0 - deficit * coverage)
+        item["level"] = torch.tensor(level, dtype=torch.int64)
+        item["type_index"] = torch.tensor(
+            -1 if type_name is None else TYPE_NAMES.index(type_name), dtype=torch.int64
+        )
+        item["photo_index"] = torch.tensor(photo_index, dtype=torch.int64)
+        return item
+
+    def _distort(
+        self, clean: np.ndarray, type_name: str, level: int, mode: str, rng
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        distorted = apply_distortion(clean, type_name, level, rng)
+        if mode == "whole":
+            return distorted, None
+        whole = self.preprocessor.__class__(
+            self.preprocessor.height,
+            self.preprocessor.width,
+            self.preprocessor.mean,
+            self.preprocessor.std,
+        )
+        prior = whole([clean], fmt="RGB")["prior"][0, 0]
+        mask = region_mask(prior, clean.shape[:2], mode)
+        blended = clean * (1.0 - mask[..., None]) + distorted * mask[..., None]
+        return np.clip(np.rint(blended), 0, 255).astype(np.uint8), mask
+
+
+class NativeTrainSet(_NativeFrames):
+    """Random native windows, distorted whole or by region; ``copies_per_photo`` per epoch."""
+
+    def __init__(
+        self,
+        items: Sequence[ContentItem],
+        preprocessor: Preprocessor,
+        inputs: Sequence[str],
+        copies_per_photo: int = 8,
+        types: Sequence[str] | None = None,
+        pristine_prob: float = 0.1,
+        region_prob: float = 0.3,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(items, preprocessor, inputs, types, seed)
+        self.copies_per_photo = copies_per_photo
+        self.pristine_prob = pristine_prob
+        self.region_prob = region_prob
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items) * self.copies_per_photo
+
+    def _draw(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        pristine = bool(rng.random() < self.pristine_prob)
+        type_name = self.types[int(rng.integers(len(self.types)))]
+        level = 0 if pristine else int(rng.integers(1, MAX_LEVEL + 1))
+        regional = bool(rng.random() < self.region_prob) and type_name not in COLOUR_TYPES
+        mode = "whole" if pristine or not regional else REGION_MODES[1 + int(rng.integers(2))]
+        return pristine, type_name, level, mode, rng
+
+    def labels(self) -> np.ndarray:
+        draws = (self._draw(i) for i in range(len(self)))
+        return np.array(
+            [1.0 - (1.0 - level_label(lv)) * REGION_SEVERITY[m] for _, _, lv, m, _ in draws]
+        )
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        pristine, type_name, level, mode, rng = self._draw(index)
+        photo_index = index // self.copies_per_photo
+        photo = self.photo(photo_index)
+        h, w = photo.shape[:2]
+        lo, hi = WINDOW_LONG_SIDE
+        long_side = min(max(h, w), int(rng.integers(lo, hi + 1)))
+        scale = long_side / max(h, w)
+        wh, ww = max(32, math.floor(h * scale)), max(32, math.floor(w * scale))
+        wh, ww = min(wh, h), min(ww, w)
+        y0, x0 = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
+        clean = photo[y0 : y0 + wh, x0 : x0 + ww]
+        if rng.random() < 0.5:
+            clean = clean[:, ::-1]
+        clean = np.ascontiguousarray(clean)
+        if pristine:
+            return self._item(clean, clean, None, 0, "whole", None, photo_index)
+        frame, mask = self._distort(
+            clean, type_name, level, mode, np.random.default_rng(rng.integers(2**63))
+        )
+        return self._item(frame, clean, mask, level, mode, type_name, photo_index)
+
+
+class NativeGridSet(_NativeFrames):
+    """Validation: every (photo, type, level) on a fixed centre window; pristine once each."""
+
+    def __init__(
+        self,
+        items: Sequence[ContentItem],
+        preprocessor: Preprocessor,
+        inputs: Sequence[str],
+        types: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(items, preprocessor, inputs, types, seed)
+        self._index = []
+        for p in range(len(self.items)):
+            self._index.append((p, None, 0))
+            self._index += [(p, t, lv) for t in self.types for lv in range(1, MAX_LEVEL + 1)]
+        self.records = [(self.items[p].name, t or "pristine", lv) for p, t, lv in self._index]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def labels(self) -> np.ndarray:
+        return np.array([level_label(lv) for _, _, lv in self._index])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        photo_index, type_name, level = self._index[index]
+        photo = self.photo(photo_index)
+        h, w = photo.shape[:2]
+        scale = min(1.0, VALIDATION_WINDOW / max(h, w))
+        wh, ww = max(32, math.floor(h * scale)), max(32, math.floor(w * scale))
+        y0, x0 = (h - min(wh, h)) // 2, (w - min(ww, w)) // 2
+        clean = np.ascontiguousarray(photo[y0 : y0 + wh, x0 : x0 + ww])
+        if type_name is None:
+            return self._item(clean, clean, None, 0, "whole", None, photo_index)
+        rng = np.random.default_rng([self.seed, photo_index, TYPE_NAMES.index(type_name)])
+        frame = apply_distortion(clean, type_name, level, rng)
+        return self._item(frame, clean, None, level, "whole", type_name, photo_index)
