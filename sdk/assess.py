@@ -14,7 +14,7 @@ from .preprocess import Preprocessor
 from .spec import GRAPH_OUTPUTS, SALIENCY, SCORE
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
-DEFAULT_MODEL_STEM = "saliq_sgdnet_lite0"
+DEFAULT_MODEL_STEM = "saliq_sgdnet_views_lite0"
 DEFAULT_BATCH = 16
 REGION_SCORES = "region_scores"  # [salient, background] output of crop-view models
 

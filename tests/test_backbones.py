@@ -46,7 +46,8 @@ from saliq.train.models.resnet import resnet18, resnet50
 from .conftest import require
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CHECKPOINT = REPO / "sdk" / "models" / "default" / "saliq_sgdnet_lite0.safetensors"
+DEFAULT_CHECKPOINT = REPO / "sdk" / "models" / "default" / "saliq_sgdnet_views_lite0.safetensors"
+DEFAULT_BACKBONE_PREFIX = "whole.backbone."  # the whole-frame SGDNet inside the views model
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 COFFEE_CLASSES = {967, 968}  # espresso, cup
 LITE_BUILDERS = {0: efficientnet_lite0, 1: efficientnet_lite1, 2: efficientnet_lite2}
@@ -210,7 +211,9 @@ def test_shipped_default_model_backbone_keys_unchanged() -> None:
     with safe_open(str(DEFAULT_CHECKPOINT), "pt") as f:
         spec = json.loads(f.metadata()["saliq_spec"])
         state = {
-            k[len("backbone.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("backbone.")
+            k[len(DEFAULT_BACKBONE_PREFIX) :]: f.get_tensor(k)
+            for k in f.keys()
+            if k.startswith(DEFAULT_BACKBONE_PREFIX)
         }
     model = build_backbone(spec["backbone"])
     own = model.state_dict()

@@ -403,7 +403,10 @@ def test_command_writes_the_report(tmp_path, capsys):
     assert E.main(argv) == 0
     report = json.loads(out.read_text())
     names = list(report["severity"]["scorers"])
-    assert names == ["saliq-sgdnet-lite0 (saliq_sgdnet_lite0.onnx)", "variance_of_laplacian"]
+    assert names == [
+        "saliq-sgdnet-views-lite0 (saliq_sgdnet_views_lite0.onnx)",
+        "variance_of_laplacian",
+    ]
     assert report["severity"]["frames"] == 2 * 11 and report["saliency"]["photos"] == 2
     assert report["scorers"][names[0]]["preprocessing_version"] >= 1
     assert report["photos"][0] == {"name": "001.jpg", "original_hw": [120, 160],

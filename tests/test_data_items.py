@@ -433,10 +433,19 @@ def test_data_config_validation_and_shipped_configs() -> None:
     with pytest.raises(ConfigError, match="unknown keys"):
         DataConfig(source="csv", csv={"pth": "x.csv"})
     assert DataConfig().dist_sigma == DIST_SIGMA and not DataConfig().allow_sample_fallback
-    assert set(DataConfig.SOURCES) == {"synthetic", "koniq", "kadid", "livec", "spaq", "csv"}
-    assert set(DataConfig.SOURCES) == {"synthetic", *sources._LOADERS}  # each one reachable
+    assert set(DataConfig.SOURCES) == {
+        "synthetic",
+        "native",
+        "koniq",
+        "kadid",
+        "livec",
+        "spaq",
+        "csv",
+    }
+    # each one reachable: the two distortion sources have their own builders
+    assert set(DataConfig.SOURCES) == {"synthetic", "native", *sources._LOADERS}
     for path in sorted((REPO / "configs").glob("*.yaml")):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             data = load_config(path).data
-        assert data.source == "synthetic" and data.crop is None
+        assert data.source in ("synthetic", "native") and data.crop is None

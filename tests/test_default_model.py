@@ -21,9 +21,10 @@ def default():
 
 
 def test_loads_by_name_with_spec(default):
-    assert default.spec.name == "saliq-sgdnet-lite0"
+    assert default.spec.name == "saliq-sgdnet-views-lite0"
     assert default.backend.name == "onnxruntime"
-    assert default.spec.inputs == ("image",)
+    assert default.spec.inputs == ("image", "crops", "crop_weights")
+    assert default.spec.preprocessing_version == 2
 
 
 @pytest.mark.parametrize("kind", ["defocus_blur", "gaussian_noise", "jpeg", "underexposure"])
@@ -63,12 +64,25 @@ SCORES_BEFORE_CONTRACT = {
 }
 
 
-@pytest.mark.parametrize("backend", sorted(SCORES_BEFORE_CONTRACT))
-def test_shipped_model_scores_unchanged(backend):
+def test_previous_default_is_recovered_from_the_new_one_and_scores_identically(tmp_path):
+    """The shipped views model keeps the previous default (v1) frozen as its whole-frame
+    branch: extracted with the previous spec, it scores exactly as it did before."""
+    from pathlib import Path
+
     from skimage import data
 
+    from saliq.assess import default_model_path
+    from saliq.spec import ModelSpec
+    from saliq.train.checkpoint import extract_submodule
+
+    spec_file = Path(__file__).resolve().parents[1] / "configs" / "previous_default_spec.json"
+    spec = ModelSpec.from_json(spec_file.read_text(), source=str(spec_file))
+    previous = extract_submodule(
+        default_model_path("safetensors"), "whole", spec, tmp_path / "previous.safetensors"
+    )
     frames = [np.ascontiguousarray(f()) for f in (data.coffee, data.astronaut, data.chelsea)]
     frames.append(np.ascontiguousarray(data.rocket()))
-    with saliq.load("default", backend=backend) as assessor:
+    with saliq.load(previous, backend="torch") as assessor:
+        assert assessor.spec.preprocessing_version == 1
         scores = [r.score for r in assessor.assess(frames, color="RGB")]
-    np.testing.assert_allclose(scores, SCORES_BEFORE_CONTRACT[backend], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(scores, SCORES_BEFORE_CONTRACT["torch"], atol=1e-6, rtol=0)

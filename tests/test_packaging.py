@@ -37,7 +37,8 @@ def test_default_model_ships_in_the_package():
     from saliq.assess import DEFAULT_MODEL_DIR
 
     names = {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
-    assert {"saliq_sgdnet_lite0.onnx", "saliq_sgdnet_lite0.safetensors", "MODEL_CARD.md"} <= names
+    stem = "saliq_sgdnet_views_lite0"
+    assert {f"{stem}.onnx", f"{stem}.safetensors", "MODEL_CARD.md"} <= names
 
 
 def test_every_package_folder_is_listed_in_setup_py():

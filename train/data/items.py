@@ -151,3 +151,28 @@ class ItemBuilder:
         # fixation_density falls back to ``prior`` (resized, sum-normalised) when no fixation
         # lies inside the image: the v1 rule for sources without human attention data.
         return fixation_density(fixations, src_hw, self.saliency_hw, prior=fallback, flip=flipped)
+
+
+class EpochCopies:
+    """Mixin: ``copies_per_photo`` items per photo, redrawn each epoch.
+
+    Item i is photo i // copies_per_photo with a generator seeded from (seed, epoch, i), so a
+    run is reproducible, the worker count does not matter, and ``set_epoch`` gives new copies.
+    The class using it sets ``items``, ``copies_per_photo``, ``seed`` and ``epoch``.
+    """
+
+    items: list
+    copies_per_photo: int
+    seed: int
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items) * self.copies_per_photo
+
+    def item_rng(self, index: int) -> np.random.Generator:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return np.random.default_rng([self.seed, self.epoch, index])

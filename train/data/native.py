@@ -33,6 +33,7 @@ from saliq.preprocess import Preprocessor
 from .content import ContentItem
 from .distortions import COLOUR_TYPES, DISTORTIONS, MAX_LEVEL, TYPE_NAMES, apply_distortion
 from .distortions import quality_label as level_label
+from .items import EpochCopies
 
 WINDOW_LONG_SIDE = (384, 1024)  # native pixels; clipped to the photo
 REGION_FRACTION = 0.3
@@ -61,8 +62,14 @@ def region_mask(prior: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndar
     if mode == "whole":
         return np.ones((h, w), np.float32)
     up = cv2.resize(prior.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    cut = np.quantile(up, 1.0 - REGION_FRACTION if mode == "salient" else REGION_FRACTION)
-    hard = (up >= cut) if mode == "salient" else (up <= cut)
+    # Exactly REGION_FRACTION of the pixels by rank (a threshold would take every tied pixel
+    # of a flat prior); ties go to the first in row-major order.
+    order = np.argsort(up.ravel(), kind="stable")
+    count = max(1, round(REGION_FRACTION * up.size))
+    chosen = order[-count:] if mode == "salient" else order[:count]
+    hard = np.zeros(up.size, dtype=bool)
+    hard[chosen] = True
+    hard = hard.reshape(h, w)
     sigma = max(1.0, REGION_FEATHER_FRACTION * max(h, w))
     return np.clip(cv2.GaussianBlur(hard.astype(np.float32), (0, 0), sigma), 0.0, 1.0)
 
@@ -152,7 +159,7 @@ class _NativeFrames(Dataset):
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8), mask
 
 
-class NativeTrainSet(_NativeFrames):
+class NativeTrainSet(EpochCopies, _NativeFrames):
     """Random native windows, distorted whole or by region; ``copies_per_photo`` per epoch."""
 
     def __init__(
@@ -172,16 +179,8 @@ class NativeTrainSet(_NativeFrames):
         self.region_prob = region_prob
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.items) * self.copies_per_photo
-
     def _draw(self, index: int):
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.item_rng(index)
         pristine = bool(rng.random() < self.pristine_prob)
         type_name = self.types[int(rng.integers(len(self.types)))]
         level = 0 if pristine else int(rng.integers(1, MAX_LEVEL + 1))

@@ -31,7 +31,7 @@ from .distortions import (
     apply_distortion,
     quality_label,
 )
-from .items import DEFAULT_INPUTS, DEFAULT_TARGETS, ItemBuilder
+from .items import DEFAULT_INPUTS, DEFAULT_TARGETS, EpochCopies, ItemBuilder
 from .labels import DIST_SIGMA
 
 PRISTINE = "pristine"
@@ -110,7 +110,7 @@ class _WorkingFrames(Dataset):
         )
 
 
-class SyntheticTrainSet(_WorkingFrames):
+class SyntheticTrainSet(EpochCopies, _WorkingFrames):
     """Random distorted copies: ``copies_per_photo`` items per photo, redrawn each epoch.
 
     Item i is photo i // copies_per_photo with an RNG seeded from (seed, epoch, i), so a
@@ -148,17 +148,9 @@ class SyntheticTrainSet(_WorkingFrames):
         self.seed = seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.items) * self.copies_per_photo
-
     def _draw(self, index: int):
         """This epoch's random choices for item ``index`` and the generator to continue with."""
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.item_rng(index)
         # Fixed draw order (flip, pristine, type, level, distortion, gray): keeps items
         # reproducible when any one option changes its probability.
         flip = self.flip and bool(rng.random() < 0.5)
