@@ -13,6 +13,7 @@ centre-weighted gradient at 1/4 resolution).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -337,7 +338,7 @@ class Preprocessor:
         """One frame -> unbatched float32 outputs (image 3xHxW, gradient 1xHxW, prior 1xH/4xW/4;
         version 2 adds the crop views)."""
         if self.views is not None:
-            one = self.__class__(**{**self.__dict__, "dtype": "float32"})
+            one = dataclasses.replace(self, dtype="float32")
             return {key: value[0] for key, value in one([frame], fmt, **decode_kwargs).items()}
         if self.uses_native:
             out = self._native([frame], fmt, "float32", **decode_kwargs)
@@ -365,7 +366,7 @@ class Preprocessor:
         # Crops are placed on the float32 prior (float16 would tie peaks that float32 tells
         # apart); float16 outputs are rounded from the float32 results at the end.
         dtype = "float32" if self.views is not None else self.dtype
-        whole = self.__class__(**{**self.__dict__, "views": None, "version": 1})
+        whole = dataclasses.replace(self, views=None, version=1)
         outs = [whole.one(f, fmt, **decode_kwargs) for f in frames]
         out = {key: np.stack([o[key] for o in outs]).astype(dtype) for key in outs[0]}
         if self.views is not None:

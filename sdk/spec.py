@@ -52,7 +52,6 @@ PREPROCESSING_OUTPUTS: dict[int, dict[str, Callable[[ModelSpec], tuple[int, ...]
         },
     },
 }
-GRAPH_INPUTS = tuple(PREPROCESSING_OUTPUTS[max(PREPROCESSING_OUTPUTS)])
 SCORE = "score"
 SALIENCY = "saliency"
 GRAPH_OUTPUTS = (SCORE, SALIENCY)  # outputs whose shape the spec derives; others declare theirs

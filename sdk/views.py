@@ -76,6 +76,23 @@ class ViewConfig:
         }
 
 
+def canonical_frame(frame: np.ndarray, long_side: int = 1920) -> np.ndarray:
+    """A whole decoded frame at its canonical ("native") scale: area-reduced so that its long
+    side is ``long_side`` (aspect kept); frames already that small are returned unchanged.
+
+    The crops read source pixels directly (``window_side``); this is for code that needs the
+    whole frame at that scale: native-resolution training data and the camera evaluation.
+    """
+    from .preprocess import _cv2
+
+    height, width = frame.shape[:2]
+    if max(height, width) <= long_side:
+        return frame
+    scale = long_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return _cv2().resize(frame, size, interpolation=_cv2().INTER_AREA)
+
+
 def window_side(width: int, height: int, size: int, long_side: int) -> int:
     """Q: source pixels per side of a crop of ``size`` output pixels (native scale)."""
     scale = min(1.0, long_side / max(width, height))

@@ -30,8 +30,8 @@ FIT_LR = 0.05
 FRESH_EPOCH = 1000  # draws no training epoch used
 
 
-def _evidence(model, loader, spec) -> tuple[torch.Tensor, torch.Tensor, list]:
-    rows, labels, records = [], [], []
+def _evidence(model, loader, spec) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, labels = [], []
     model.eval()
     with torch.no_grad():
         for batch in loader:
@@ -41,14 +41,7 @@ def _evidence(model, loader, spec) -> tuple[torch.Tensor, torch.Tensor, list]:
             )
             rows.append(evidence)
             labels.append(batch["score"])
-            records += list(
-                zip(
-                    batch["photo_index"].tolist(),
-                    batch["type_index"].tolist(),
-                    batch["level"].tolist(),
-                )
-            )
-    return torch.cat(rows), torch.cat(labels), records
+    return torch.cat(rows), torch.cat(labels)
 
 
 def _grouped(model, val, spec, batch_size: int) -> float:
@@ -73,7 +66,7 @@ def fit_fusion(
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(data.train), size=min(items, len(data.train)), replace=False)
     loader = DataLoader(Subset(data.train, chosen.tolist()), batch_size=16, num_workers=1)
-    evidence, labels, _ = _evidence(model, loader, spec)
+    evidence, labels = _evidence(model, loader, spec)
 
     before = _grouped(model, data.val, spec, 16)
     fusion = model.fusion

@@ -74,12 +74,12 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
             target.load_state_dict(start.state_dict())
         else:
             # a second stage: same architecture, weights of an earlier run (strictly checked)
-            start = model_from_spec(_spec(config, model), weights_path=source)
+            start = model_from_spec(build_spec(config, model), weights_path=source)
             model.load_state_dict(start.state_dict())
     return model
 
 
-def _spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
+def build_spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
     from .models import backbone_normalisation
 
     mean, std = backbone_normalisation(config.model.backbone)
@@ -94,9 +94,6 @@ def _spec(config: TrainConfig, model: torch.nn.Module) -> ModelSpec:
         std=std,
         model_config={"backbone": config.model.backbone, **config.model.kwargs},
     )
-
-
-build_spec = _spec
 
 
 def _model_inputs(batch: dict, spec: ModelSpec, device: torch.device) -> dict[str, torch.Tensor]:
@@ -153,9 +150,14 @@ def _datasets(config: TrainConfig, spec: ModelSpec, required_targets):
     return data.train, data.val, data.split
 
 
+def _produced(model: torch.nn.Module) -> set[str]:
+    """Every tensor name the model returns: exported outputs and training auxiliaries."""
+    return set(getattr(model, "outputs", ())) | set(getattr(model, "aux_outputs", ()))
+
+
 def _check_loss_reads_model(criterion, model: torch.nn.Module) -> None:
     """Every output a loss term reads must be one the model produces (before any data work)."""
-    produced = set(getattr(model, "outputs", ())) | set(getattr(model, "aux_outputs", ()))
+    produced = _produced(model)
     missing = sorted(set(criterion.required_outputs) - produced)
     if missing:
         raise ConfigError(
@@ -241,7 +243,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     log = print if runtime.is_main else (lambda *a, **k: None)
 
     model = build_model(config)
-    spec = _spec(config, model)
+    spec = build_spec(config, model)
     criterion = build_loss(config.loss)
     _check_loss_reads_model(criterion, model)
     ranking = any(term.name == RANKING_TERM for term in criterion.terms)
@@ -276,7 +278,7 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         # Parameters that feed only outputs no loss term reads get no gradient; DDP must
         # then look for them each step instead of waiting for their reduction forever.
-        produced = set(getattr(model, "outputs", ())) | set(getattr(model, "aux_outputs", ()))
+        produced = _produced(model)
         unused = bool(produced - set(criterion.required_outputs))
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=ids, find_unused_parameters=unused

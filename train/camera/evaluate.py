@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saliq import views
 from saliq.bench.timer import timing_from_ns
 from saliq.errors import ConfigError, InvalidImageError, SaliqError
 
@@ -64,15 +65,9 @@ TARGETS = {
 
 
 def canonical_frame(bgr: np.ndarray, long_side: int = CANONICAL_LONG_SIDE) -> np.ndarray:
-    """Area-downscale so the long side is ``long_side`` (aspect kept); smaller frames unchanged."""
-    import cv2
-
-    h, w = bgr.shape[:2]
-    if max(h, w) <= long_side:
-        return bgr
-    scale = long_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    """Area-downscale so the long side is ``long_side`` (aspect kept); smaller frames unchanged:
+    the native scale of preprocessing version 2 (saliq.views.canonical_frame)."""
+    return views.canonical_frame(bgr, long_side)
 
 
 def scale_fixations(

@@ -20,6 +20,7 @@ feathered), teaching the fusion that a defect where people look costs more. Labe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from saliq.preprocess import Preprocessor
+from saliq.views import canonical_frame
 
 from .content import ContentItem
 from .distortions import COLOUR_TYPES, DISTORTIONS, MAX_LEVEL, TYPE_NAMES, apply_distortion
@@ -43,17 +45,12 @@ REGION_MODES = ("whole", "salient", "background")
 VALIDATION_WINDOW = 768  # long side of the fixed centre window of validation items
 
 
-def canonical_frame(path: str, long_side: int) -> np.ndarray:
-    """uint8 RGB photo area-downscaled so that its long side is at most ``long_side``."""
+def read_canonical(path: str, long_side: int) -> np.ndarray:
+    """uint8 RGB photo at its canonical ("native") scale (saliq.views.canonical_frame)."""
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
     if bgr is None:
         raise FileNotFoundError(f"{path}: not a readable image")
-    h, w = bgr.shape[:2]
-    scale = min(1.0, long_side / max(h, w))
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return np.ascontiguousarray(canonical_frame(bgr, long_side)[:, :, ::-1])
 
 
 def region_mask(prior: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
@@ -107,17 +104,18 @@ class _NativeFrames(Dataset):
             raise ValueError(f"unknown distortion types {sorted(unknown)}")
         self.seed = seed
         self.long_side = preprocessor.views.canonical_long_side
+        # the whole-frame view alone: the prior that places region-confined distortions
+        self._whole = dataclasses.replace(preprocessor, views=None, version=1)
         self._cache: dict[int, np.ndarray] = {}
 
     def photo(self, index: int) -> np.ndarray:
         if index not in self._cache:
-            self._cache[index] = canonical_frame(self.items[index].path, self.long_side)
+            self._cache[index] = read_canonical(self.items[index].path, self.long_side)
         return self._cache[index]
 
     def _item(
         self,
         frame: np.ndarray,
-        clean: np.ndarray,
         mask: np.ndarray | None,
         level: int,
         mode: str,
@@ -147,13 +145,7 @@ class _NativeFrames(Dataset):
         distorted = apply_distortion(clean, type_name, level, rng)
         if mode == "whole":
             return distorted, None
-        whole = self.preprocessor.__class__(
-            self.preprocessor.height,
-            self.preprocessor.width,
-            self.preprocessor.mean,
-            self.preprocessor.std,
-        )
-        prior = whole([clean], fmt="RGB")["prior"][0, 0]
+        prior = self._whole([clean], fmt="RGB")["prior"][0, 0]
         mask = region_mask(prior, clean.shape[:2], mode)
         blended = clean * (1.0 - mask[..., None]) + distorted * mask[..., None]
         return np.clip(np.rint(blended), 0, 255).astype(np.uint8), mask
@@ -210,11 +202,11 @@ class NativeTrainSet(EpochCopies, _NativeFrames):
             clean = clean[:, ::-1]
         clean = np.ascontiguousarray(clean)
         if pristine:
-            return self._item(clean, clean, None, 0, "whole", None, photo_index)
+            return self._item(clean, None, 0, "whole", None, photo_index)
         frame, mask = self._distort(
             clean, type_name, level, mode, np.random.default_rng(rng.integers(2**63))
         )
-        return self._item(frame, clean, mask, level, mode, type_name, photo_index)
+        return self._item(frame, mask, level, mode, type_name, photo_index)
 
 
 class NativeGridSet(_NativeFrames):
@@ -250,7 +242,7 @@ class NativeGridSet(_NativeFrames):
         y0, x0 = (h - min(wh, h)) // 2, (w - min(ww, w)) // 2
         clean = np.ascontiguousarray(photo[y0 : y0 + wh, x0 : x0 + ww])
         if type_name is None:
-            return self._item(clean, clean, None, 0, "whole", None, photo_index)
+            return self._item(clean, None, 0, "whole", None, photo_index)
         rng = np.random.default_rng([self.seed, photo_index, TYPE_NAMES.index(type_name)])
         frame = apply_distortion(clean, type_name, level, rng)
-        return self._item(frame, clean, None, level, "whole", type_name, photo_index)
+        return self._item(frame, None, level, "whole", type_name, photo_index)

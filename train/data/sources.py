@@ -178,12 +178,8 @@ def content_splits(data_config) -> dict[str, list[ContentItem]]:
     return split_by_photo(items, _fractions(data_config), seed=data_config.split_seed)
 
 
-def _synthetic(data_config, spec, preprocessor, seed, common) -> Datasets:
-    if data_config.crop is not None:
-        raise ConfigError(
-            "data.crop applies to MOS sources; synthetic distortions are defined on the "
-            "model-size working frame (docs/data.md): set data.crop=null"
-        )
+def _distortion_types(data_config) -> list[str] | None:
+    """The training distortion types left by ``data.exclude_types`` (None: all of them)."""
     from .distortions import DISTORTIONS
 
     unknown = sorted(set(data_config.exclude_types) - set(DISTORTIONS))
@@ -191,11 +187,21 @@ def _synthetic(data_config, spec, preprocessor, seed, common) -> Datasets:
         raise ConfigError(
             f"data.exclude_types: unknown types {unknown}; known: {', '.join(sorted(DISTORTIONS))}"
         )
-    types = None
-    if data_config.exclude_types:
-        types = [t for t in sorted(DISTORTIONS) if t not in data_config.exclude_types]
-        if not types:
-            raise ConfigError("data.exclude_types excludes every distortion type; keep one")
+    if not data_config.exclude_types:
+        return None
+    types = [t for t in sorted(DISTORTIONS) if t not in data_config.exclude_types]
+    if not types:
+        raise ConfigError("data.exclude_types excludes every distortion type; keep one")
+    return types
+
+
+def _synthetic(data_config, spec, preprocessor, seed, common) -> Datasets:
+    if data_config.crop is not None:
+        raise ConfigError(
+            "data.crop applies to MOS sources; synthetic distortions are defined on the "
+            "model-size working frame (docs/data.md): set data.crop=null"
+        )
+    types = _distortion_types(data_config)
     splits = content_splits(data_config)
     train = SyntheticTrainSet(
         splits["train"],
@@ -246,11 +252,7 @@ def _native(data_config, spec, preprocessor, seed) -> Datasets:
     splits = content_splits(data_config)
     train_items = [i for i in splits["train"] if i.name not in excluded]
     val_items = [i for i in splits["val"] if i.name not in excluded]
-    types = None
-    if data_config.exclude_types:
-        from .distortions import DISTORTIONS
-
-        types = [t for t in sorted(DISTORTIONS) if t not in data_config.exclude_types]
+    types = _distortion_types(data_config)
     train = NativeTrainSet(
         train_items,
         preprocessor,

@@ -6,7 +6,7 @@ from functools import partial
 
 from . import backbones, efficientnet_lite, resnet, sgdnet, views  # noqa: F401  (registers)
 from .backbones import backbone_config, build_backbone
-from .contract import GraphModule, IQAModel, model_from_spec, model_spec, run_model
+from .contract import GraphModule, IQAModel, model_from_spec, model_spec
 from .registry import (
     create_backbone,
     create_model,
@@ -39,7 +39,6 @@ __all__ = [
     "IQAModel",
     "model_from_spec",
     "model_spec",
-    "run_model",
     "backbone_config",
     "backbone_normalisation",
     "build_backbone",

@@ -15,7 +15,7 @@ code outside the architecture's own file names its tensors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -49,14 +49,6 @@ class IQAModel(nn.Module):
         clash = set(self.outputs) & set(self.aux_outputs)
         if clash:
             raise TypeError(f"{type(self).__name__}: {sorted(clash)} both output and auxiliary")
-
-
-def run_model(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Call a model on named inputs, checking that it returned a dict with a score."""
-    out = model(dict(inputs))
-    if not isinstance(out, dict) or SCORE not in out:
-        raise TypeError(f"{type(model).__name__}.forward must return a dict with {SCORE!r}")
-    return out
 
 
 class GraphModule(nn.Module):
