@@ -15,7 +15,10 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CUDA_ARCHS = ("75", "86", "87", "89", "90")  # + PTX of the highest, for newer GPUs
+# Turing, A100/A30, Ampere consumer, Jetson Orin, Ada, Hopper; + PTX of the highest, for newer
+# GPUs. An sm_XY cubin runs only on compute capability X.Z with Z >= Y, and the compute_90 PTX
+# only on 9.0 and newer: without sm_80 an A100 (8.0) has no kernel at all.
+CUDA_ARCHS = ("75", "80", "86", "87", "89", "90")
 # SALIQ_CUDA_ARCHS="90" (comma list; "9.0" works too) builds only those archs, e.g. the local
 # GPU's (nvidia-smi --query-gpu=compute_cap), to save build time.
 CSRC = "csrc"
@@ -31,6 +34,16 @@ def _cuda_archs() -> list[str]:
     if bad or not archs:
         raise SystemExit(f"SALIQ_CUDA_ARCHS={raw!r}: want a comma list such as 75,86,90")
     return sorted(set(archs), key=lambda a: (int(re.sub(r"\D", "", a)), a))
+
+
+def _nvcc_arch_flags(archs: list[str]) -> list[str]:
+    """nvcc's -gencode flags for `archs` (+ PTX of the last) and the define that lets the
+    "no kernel for this GPU" message name them: one pp-number, "75_80_90", since nvcc splits -D
+    values at commas and a quoted string may not survive the shells on the way."""
+    flags = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    flags.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
+    flags.append(f"-DSALIQ_CUDA_ARCHS={'_'.join(archs)}")
+    return flags
 
 
 def _nvcc() -> str | None:
@@ -71,16 +84,13 @@ class BuildExt(build_ext):
         if nvcc and home and libdir:
             obj = os.path.join(self.build_temp, "preproc_cuda.o")
             os.makedirs(self.build_temp, exist_ok=True)
-            archs = _cuda_archs()
-            gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
-            gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
             cmd = [
                 nvcc,
                 "-std=c++17",
                 "-O3",
                 "-Xcompiler",
                 "-fPIC",
-                *gencode,
+                *_nvcc_arch_flags(_cuda_archs()),
                 "-c",
                 os.path.join(CSRC, "preproc_cuda.cu"),
                 "-o",

@@ -3,9 +3,9 @@
 #   bash benchmarks/gpu_suite.sh
 # Builds and installs saliq for the local GPU's arch only, runs the GPU tests, compute-sanitizer
 # memcheck on one small call, the GPU and CPU preprocessing benchmarks, then prints a summary.
-# Results go to $OUT (default ./gpu_suite_out), 7 files, flat (the device tool returns <= 8):
+# Results go to $OUT (default ./gpu_suite_out), 8 files, flat (the device tool returns <= 8):
 #   nvidia-smi.txt build.log gpu_tests.log sanitizer.txt bench.log preprocess_gpu.json
-#   preprocess_cpu.json train_throughput.json
+#   preprocess_cpu.json train_throughput.json prior_gpu.json
 # With .whl/ carried (benchmarks/fetch_gpu_extras.sh fills it), pycuda is built there from its
 # sdist, in the background, and the memory-layer tests run on it too (log: end of
 # gpu_tests.log; its build log: end of build.log).
@@ -168,6 +168,13 @@ t0=$SECONDS
   echo "rc=$?"
 } 2>&1 | tee "$OUT/bench.log"
 status bench_gpu "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
+t0=$SECONDS
+{
+  echo "## benchmarks/prior_gpu.py (1024x1024 prior kernels; allocator settings per call)"
+  timeout 120 "$PY" benchmarks/prior_gpu.py
+  echo "rc=$?"
+} 2>&1 | tee -a "$OUT/bench.log"
+status bench_prior "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
 t0=$SECONDS
 {
   echo "## benchmarks/preprocess.py (CPU, writes benchmarks/results/cpu/preprocess.json)"

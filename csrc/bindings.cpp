@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,8 +26,14 @@ struct View {
   int itemsize = 0;                     // 1 or 2; 0 = unsupported dtype
   std::string dtype;                    // for messages
   bool device = false;
+  // __cuda_array_interface__ v3 `stream`: work on the array queued there must come first.
+  bool wait = false;
+  uintptr_t stream = 0;
   py::object keepalive;
 };
+
+// The CUDA runtime's handle for the legacy default stream (cudaStreamLegacy).
+constexpr uintptr_t kLegacyStream = 1;
 
 View from_numpy(const py::array& a) {
   View v;
@@ -41,8 +48,7 @@ View from_numpy(const py::array& a) {
   return v;
 }
 
-View from_cai(const py::object& obj) {
-  const py::dict cai = obj.attr("__cuda_array_interface__");
+View from_cai(const py::dict& cai) {
   View v;
   v.device = true;
   v.ptr = cai["data"].cast<py::tuple>()[0].cast<uintptr_t>();
@@ -60,22 +66,46 @@ View from_cai(const py::object& obj) {
     for (int d = static_cast<int>(v.shape.size()) - 2; d >= 0; --d)
       v.strides[d] = v.strides[d + 1] * v.shape[d + 1];
   }
+  // Version 3: None = no wait; 1 / 2 = the legacy / per-thread default stream; other ints are
+  // stream handles; 0 is forbidden. No key (version 2, e.g. PyTorch's) says nothing about the
+  // writer, so assume the legacy default stream, where unstreamed work goes.
+  if (!cai.contains("stream")) {
+    v.wait = true;
+    v.stream = kLegacyStream;
+  } else if (!cai["stream"].is_none()) {
+    const py::object s = cai["stream"];
+    if (!py::isinstance<py::int_>(s) || py::isinstance<py::bool_>(s))
+      throw py::type_error("__cuda_array_interface__ 'stream' must be an int or None, got " +
+                           py::str(py::type::of(s)).cast<std::string>());
+    const long long handle = s.cast<long long>();
+    if (handle <= 0)
+      throw py::value_error("__cuda_array_interface__ 'stream' is " + std::to_string(handle) +
+                            ", which version 3 forbids; the exporter should give 1 (legacy "
+                            "default stream), 2 (per-thread default), a stream handle or None");
+    v.wait = true;
+    v.stream = static_cast<uintptr_t>(handle);
+  }
   return v;
 }
 
 // `stream`: the CUDA stream the work will run on, for the DLPack handshake (0 = legacy default).
 View to_view(const py::handle& h, bool allow_device, uintptr_t stream = 0) {
   if (py::isinstance<py::array>(h)) return from_numpy(py::reinterpret_borrow<py::array>(h));
+  const bool dlpack = py::hasattr(h, "__dlpack__") && py::hasattr(h, "__dlpack_device__");
   if (py::hasattr(h, "__cuda_array_interface__")) {
     if (!allow_device)
       throw py::type_error(
           "frame is in GPU memory (__cuda_array_interface__); use preprocess_cuda() or copy it "
           "to the host first");
-    return from_cai(py::reinterpret_borrow<py::object>(h));
+    const py::dict cai = h.attr("__cuda_array_interface__");
+    // Without a `stream` key the interface cannot say which stream wrote the array; the
+    // DLPack handshake can (the exporter orders its current stream before ours), so an object
+    // offering both (a PyTorch tensor) goes through DLPack.
+    if (cai.contains("stream") || !dlpack) return from_cai(cai);
   }
-  if (py::hasattr(h, "__dlpack__") && py::hasattr(h, "__dlpack_device__")) {
-    const py::object adapted = py::module_::import("saliq.dlpack")
-                                   .attr("adapt")(h, stream, py::arg("allow_device") = allow_device);
+  if (dlpack) {
+    const py::object adapt = py::module_::import("saliq.dlpack").attr("adapt");
+    const py::object adapted = adapt(h, stream, py::arg("allow_device") = allow_device);
     View v = to_view(adapted, allow_device, stream);
     v.keepalive = adapted;
     return v;
@@ -83,6 +113,18 @@ View to_view(const py::handle& h, bool allow_device, uintptr_t stream = 0) {
   throw py::type_error(std::string("frames must be numpy arrays") +
                        (allow_device ? ", CUDA arrays (__cuda_array_interface__)" : "") +
                        " or DLPack tensors, got " + py::str(py::type::of(h)).cast<std::string>());
+}
+
+// The distinct producer streams of `views` that `stream` (0 = legacy default) must wait for;
+// its own stream needs no wait (work on one stream runs in order).
+void add_producers(const std::vector<View>& views, uintptr_t stream,
+                   std::vector<uintptr_t>& producers) {
+  const uintptr_t self = stream ? stream : kLegacyStream;
+  for (const View& v : views) {
+    if (!v.wait || v.stream == self) continue;
+    if (std::find(producers.begin(), producers.end(), v.stream) == producers.end())
+      producers.push_back(v.stream);
+  }
 }
 
 View drop_batch_axis(const View& b, int64_t i) {
@@ -208,6 +250,7 @@ struct Call {
   std::vector<Source> sources;
   saliq::Params params;
   bool device = false;
+  std::vector<uintptr_t> producers;  // streams to wait for (device frames), see add_producers
 };
 
 Call prepare(const py::object& frames, const std::string& fmt_name, int height, int width,
@@ -236,6 +279,7 @@ Call prepare(const py::object& frames, const std::string& fmt_name, int height, 
   const auto views = collect(frames, allow_device, frame_ndim, stream);
   for (size_t i = 0; i < views.size(); ++i) c.sources.push_back(to_source(views[i], fmt, p, i));
   c.device = views[0].device;
+  add_producers(views, stream, c.producers);
   c.params.out_h = height;
   c.params.out_w = width;
   for (int i = 0; i < 3; ++i) {
@@ -463,6 +507,7 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
                                     shape_str(want[k]));
             ptrs.push_back(reinterpret_cast<void*>(ov.ptr));
           }
+          add_producers(out_views, s, c.producers);  // their readers/writers come first
           o = {ptrs[0], ptrs[1], ptrs[2]};
           if (v.detail_crops)
             vo = {ptrs[3], ptrs[4], static_cast<float*>(ptrs[5]), static_cast<float*>(ptrs[6]),
@@ -475,7 +520,7 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
         {
           py::gil_scoped_release release;
           err = saliq::preprocess_cuda(c.sources.data(), static_cast<int>(c.sources.size()),
-                                       c.params, o, c.device, out_device, s, v, vo);
+                                       c.params, o, c.device, out_device, s, v, vo, c.producers);
         }
         if (!err.empty()) throw std::runtime_error("CUDA preprocessing failed: " + err);
         return result;
@@ -495,9 +540,12 @@ without it frames must be C-contiguous. dtype: "float32" or "float16". The GIL i
 crops placed there, then cut by kernels; with `out=`, pass a device array for every output,
 "grid"/"grid_boxes" only when grid_crops > 0).
 Frames may be host arrays or device arrays, zero-copy:
-__cuda_array_interface__ (CuPy, PyTorch, Numba) or DLPack (JAX, TensorFlow, ...; the exporter is
-told `stream` so its pending writes are ordered first). stream: None (legacy default stream), an
-int cudaStream_t, or a torch/CuPy stream. out: None -> host numpy outputs (synchronised), or a
+__cuda_array_interface__ (CuPy, Numba) or DLPack (PyTorch, JAX, TensorFlow, ...; the exporter is
+told `stream` so its pending writes are ordered first). An interface's `stream` (version 3) is
+waited for before the first copy or kernel, for inputs and out= arrays alike: None = no wait;
+no key (version 2) = the legacy default stream, unless the object also offers DLPack, which
+is then used instead. stream: None (legacy default stream), an int cudaStream_t, or a torch/CuPy
+stream. out: None -> host numpy outputs (synchronised), or a
 dict of C-contiguous device arrays to write (asynchronous on `stream`: keep inputs and outputs
 alive until it completes). Raises RuntimeError naming the cause when the build has no CUDA or no
 device is usable.)doc");

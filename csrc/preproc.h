@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "preproc_math.h"
 #include "views.h"
@@ -55,9 +56,16 @@ int get_num_threads();
 // cudaStream_t (0 = legacy default stream). With views (version 2) the call waits once per
 // frame (host frames) or once per batch (device frames) for the small priors, places the crops
 // on the host, then queues the crop kernels; `view_out` lives where the outputs do.
+// `producer_streams`: the streams whose queued work on the device inputs/outputs must finish
+// first (__cuda_array_interface__ v3 `stream`; 1 = legacy default, 2 = per-thread default):
+// an event recorded on each is waited on by `stream` before the first copy or kernel.
+// Scratch memory comes from a per-device stream-ordered pool that keeps up to
+// kPoolKeepBytes (SALIQ_CUDA_POOL_KEEP_MB) between calls, or from cudaMalloc/cudaFree (after
+// a stream sync) where the device has no memory pools or SALIQ_CUDA_MEMPOOL=0.
 std::string cuda_unavailable_reason();  // "" when a usable device is present
 std::string preprocess_cuda(const Source* frames, int n, const Params& p, const Outputs& out,
                             bool inputs_on_device, bool outputs_on_device, uintptr_t stream,
-                            const ViewParams& views = {}, const ViewOutputs& view_out = {});
+                            const ViewParams& views = {}, const ViewOutputs& view_out = {},
+                            const std::vector<uintptr_t>& producer_streams = {});
 
 }  // namespace saliq

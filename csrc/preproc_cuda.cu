@@ -4,6 +4,9 @@
 // (views.h, the CPU twin's code), then three small kernels cut them from the source windows.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <map>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -165,20 +168,112 @@ __global__ void k_crop_grad(const float* __restrict__ lum, int size, int64_t fir
             sobel_gradient(lum + c * plane, size, size, j, i), half);
 }
 
-// Device buffers released on the stream when the call ends, success or not.
+// How a device gets scratch memory, decided once per device (allocator_for).
+struct Allocator {
+  cudaMemPool_t pool = nullptr;  // null: cudaMalloc/cudaFree (no memory-pool support)
+};
+
+// What the pool keeps mapped across synchronisations. With the default threshold of 0, the
+// pool hands its free memory back to the OS at the next stream/event/device sync anywhere in
+// the process (an application's per-frame wait for its inference), so every call mapped its
+// tens of MB again. The pool keeps only what was allocated, so this is a cap, not a
+// reservation: 256 MiB holds a 4K host frame's scratch (about 45 MB to 384x512) or a batch of
+// ~32 1080p frames, and stays small beside a Jetson's memory; a one-off larger batch is trimmed
+// back to it at the next sync (UINT64_MAX would pin that peak for the life of the process).
+constexpr uint64_t kPoolKeepBytes = uint64_t(256) << 20;
+
+uint64_t pool_keep_bytes() {
+  const char* mb = std::getenv("SALIQ_CUDA_POOL_KEEP_MB");
+  if (!mb || !*mb) return kPoolKeepBytes;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(mb, &end, 10);
+  return end && !*end ? uint64_t(v) << 20 : kPoolKeepBytes;
+}
+
+// A private pool rather than the device's default one: raising the default pool's threshold
+// would change when every other cudaMallocAsync user in the process (PyTorch's or CuPy's async
+// allocators, the application) gets memory back.
+Allocator make_allocator(int device) {
+  Allocator a;
+  const char* off = std::getenv("SALIQ_CUDA_MEMPOOL");
+  if (off && std::string(off) == "0") return a;
+  int supported = 0;
+  if (cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) !=
+          cudaSuccess ||
+      !supported) {
+    cudaGetLastError();
+    return a;
+  }
+  cudaMemPoolProps props = {};
+  props.allocType = cudaMemAllocationTypePinned;
+  props.handleTypes = cudaMemHandleTypeNone;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = device;
+  cudaMemPool_t pool = nullptr;
+  if (cudaMemPoolCreate(&pool, &props) != cudaSuccess) {
+    cudaGetLastError();
+    return a;
+  }
+  uint64_t keep = pool_keep_bytes();
+  if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess) {
+    cudaGetLastError();
+    cudaMemPoolDestroy(pool);
+    return a;
+  }
+  a.pool = pool;
+  return a;
+}
+
+// Checked once per device: the attribute query and the pool live for the process.
+Allocator allocator_for(int device) {
+  static std::mutex mutex;
+  static std::map<int, Allocator> known;
+  std::lock_guard<std::mutex> guard(mutex);
+  const auto it = known.find(device);
+  if (it != known.end()) return it->second;
+  return known.emplace(device, make_allocator(device)).first->second;
+}
+
+// Device buffers released when the call ends, success or not: on the stream (pool), or after
+// waiting for it (cudaFree of memory a queued kernel still uses would be a use after free).
 struct DeviceArena {
   cudaStream_t stream;
+  Allocator allocator;
   std::vector<void*> ptrs;
-  explicit DeviceArena(cudaStream_t s) : stream(s) {}
+  DeviceArena(cudaStream_t s, Allocator a) : stream(s), allocator(a) {}
   ~DeviceArena() {
-    for (void* p : ptrs) cudaFreeAsync(p, stream);
+    if (allocator.pool) {
+      for (void* p : ptrs) cudaFreeAsync(p, stream);
+      return;
+    }
+    if (!ptrs.empty()) cudaStreamSynchronize(stream);
+    for (void* p : ptrs) cudaFree(p);
   }
   cudaError_t alloc(void** p, size_t bytes) {
-    const cudaError_t e = cudaMallocAsync(p, bytes ? bytes : 1, stream);
+    const size_t n = bytes ? bytes : 1;
+    const cudaError_t e = allocator.pool ? cudaMallocFromPoolAsync(p, n, allocator.pool, stream)
+                                         : cudaMalloc(p, n);
     if (e == cudaSuccess) ptrs.push_back(*p);
     return e;
   }
 };
+
+// Orders the call after the work already queued on the producers' streams (inputs still being
+// written, outputs still being read): an event on each, waited on by `stream`. The events can
+// go at once: a queued wait keeps what it needs.
+std::string wait_for_producers(const std::vector<uintptr_t>& producers, cudaStream_t stream) {
+  for (const uintptr_t handle : producers) {
+    cudaEvent_t event;
+    SALIQ_CK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    cudaError_t e = cudaEventRecord(event, reinterpret_cast<cudaStream_t>(handle));
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(stream, event, 0);
+    cudaEventDestroy(event);
+    if (e != cudaSuccess)
+      return "waiting for the __cuda_array_interface__ stream " + std::to_string(handle) +
+             " (is it a live stream of this device?): " + cudaGetErrorString(e);
+  }
+  return "";
+}
 
 template <class T>
 cudaError_t upload(DeviceArena& arena, const std::vector<T>& v, T** dst) {
@@ -318,8 +413,8 @@ struct ViewCutter {
 
 std::string run(const Source* frames, int n, const Params& p, const Outputs& out,
                 bool inputs_on_device, bool outputs_on_device, cudaStream_t stream,
-                const ViewParams& v, const ViewOutputs& vo) {
-  DeviceArena arena(stream);
+                const ViewParams& v, const ViewOutputs& vo, Allocator allocator) {
+  DeviceArena arena(stream, allocator);
   const int h = p.out_h, w = p.out_w, hp = h / kPriorStride, wp = w / kPriorStride;
   const size_t elem = p.half ? 2 : 4;
   const size_t bytes[3] = {size_t(n) * 3 * h * w * elem, size_t(n) * h * w * elem,
@@ -430,6 +525,35 @@ std::string run(const Source* frames, int n, const Params& p, const Outputs& out
   return "";
 }
 
+// setup.py passes the compiled list as one pp-number ("75_80_90a": nvcc splits -D values at
+// commas, and quotes do not survive every shell between it and the host compiler).
+#define SALIQ_STRINGIFY_(x) #x
+#define SALIQ_STRINGIFY(x) SALIQ_STRINGIFY_(x)
+#ifdef SALIQ_CUDA_ARCHS
+constexpr const char* kCudaArchs = SALIQ_STRINGIFY(SALIQ_CUDA_ARCHS);
+#else
+constexpr const char* kCudaArchs = "";
+#endif
+
+// "75_80_90a" -> "7.5, 8.0, 9.0a + PTX 9.0a" (setup.py adds PTX for the last, highest arch).
+std::string arch_list(const std::string& define) {
+  std::vector<std::string> archs;
+  size_t start = 0;
+  while (start <= define.size()) {
+    const size_t end = define.find('_', start);
+    const std::string arch = define.substr(start, end == std::string::npos ? end : end - start);
+    size_t digits = 0;
+    while (digits < arch.size() && arch[digits] >= '0' && arch[digits] <= '9') ++digits;
+    if (digits < 2) return "";  // not setup.py's form: say nothing rather than something wrong
+    archs.push_back(arch.substr(0, digits - 1) + "." + arch.substr(digits - 1));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  std::string out;
+  for (size_t i = 0; i < archs.size(); ++i) out += (i ? ", " : "") + archs[i];
+  return out + " + PTX " + archs.back();
+}
+
 }  // namespace
 
 std::string cuda_unavailable_reason() {
@@ -445,20 +569,29 @@ std::string cuda_unavailable_reason() {
     cudaGetLastError();
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, dev);
-    return "this build has no kernel for the GPU's compute capability " +
-           std::to_string(prop.major) + "." + std::to_string(prop.minor) +
-           " (built for 7.5, 8.6, 8.7, 8.9, 9.0 + PTX)";
+    const std::string cc = std::to_string(prop.major) + "." + std::to_string(prop.minor);
+    const std::string built = arch_list(kCudaArchs);
+    return "this build has no kernel for the GPU's compute capability " + cc + " (built for " +
+           (built.empty() ? std::string("an unrecorded list of GPUs") : built) +
+           "); reinstall saliq with SALIQ_CUDA_ARCHS=" + cc +
+           " and a CUDA toolkit that supports it";
   }
   return "";
 }
 
 std::string preprocess_cuda(const Source* frames, int n, const Params& p, const Outputs& out,
                             bool inputs_on_device, bool outputs_on_device, uintptr_t stream,
-                            const ViewParams& views, const ViewOutputs& view_out) {
+                            const ViewParams& views, const ViewOutputs& view_out,
+                            const std::vector<uintptr_t>& producer_streams) {
   const std::string reason = cuda_unavailable_reason();
   if (!reason.empty()) return reason;
-  std::string err = run(frames, n, p, out, inputs_on_device, outputs_on_device,
-                        reinterpret_cast<cudaStream_t>(stream), views, view_out);
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return "cannot select a CUDA device";
+  const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+  std::string err = wait_for_producers(producer_streams, s);
+  if (err.empty())
+    err = run(frames, n, p, out, inputs_on_device, outputs_on_device, s, views, view_out,
+              allocator_for(device));
   if (!err.empty()) cudaGetLastError();  // clear a sticky-free error for the next call
   return err;
 }

@@ -30,7 +30,10 @@ def register(export_subparsers: argparse._SubParsersAction) -> argparse.Argument
     trt.add_argument("--max-batch", type=int, default=8)
     trt.add_argument("--workspace-mib", type=int, default=1024, help="builder workspace limit")
     trt.add_argument(
-        "--timing-cache", default=None, help="file reused across builds (created if missing)"
+        "--timing-cache",
+        default=None,
+        help="file reused across builds (created if missing; rebuilt, with a warning, if it is "
+        "corrupt or from another GPU/TensorRT)",
     )
     trt.add_argument(
         "--version-compatible",
@@ -40,7 +43,8 @@ def register(export_subparsers: argparse._SubParsersAction) -> argparse.Argument
     trt.add_argument(
         "--hardware-compatible",
         action="store_true",
-        help="plan runs on any Ampere or newer GPU (compute capability >= 8.0)",
+        help="plan runs on any Ampere or newer GPU (compute capability >= 8.0); discrete GPUs "
+        "only (TensorRT does not support it on Jetson)",
     )
     trt.add_argument(
         "--images",

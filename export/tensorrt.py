@@ -47,6 +47,7 @@ from saliq.bench.compare import (
 )
 from saliq.bench.runners import BackendRunner, OnnxRuntimeRunner, Runner, run_batched
 from saliq.bench.timer import time_call
+from saliq.device_info import is_tegra
 from saliq.engine_sidecar import PRECISIONS, EngineSidecar, Profile, sha256_file, write_sidecar
 from saliq.errors import BackendUnavailableError, ConfigError, SaliqError
 from saliq.spec import METADATA_KEY, ModelSpec
@@ -142,6 +143,15 @@ def device_compute_capability(device: int = 0) -> str:
 AMPERE_MAJOR = 8  # HardwareCompatibilityLevel.AMPERE_PLUS: engines for compute capability 8.x+
 
 
+def check_hardware_compatible_platform(tegra: bool) -> None:
+    """TensorRT supports hardware-compatible engines on discrete GPUs only (not on JetPack)."""
+    if tegra:
+        raise ConfigError(
+            "--hardware-compatible is not supported by TensorRT on Jetson (Tegra); build "
+            "without it, on the Jetson model that will run the engine"
+        )
+
+
 def check_hardware_compatible_build(compute_capability: str) -> None:
     """An AMPERE_PLUS engine is built on an Ampere-or-newer GPU; refuse earlier ones up front."""
     major = int(compute_capability.split(".")[0])
@@ -188,6 +198,24 @@ def save_timing_cache(path: str | Path, data: bytes | memoryview) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(bytes(data))
     return path
+
+
+def attach_timing_cache(config: Any, data: bytes, path: Path | None) -> None:
+    """Give the builder config the cache in ``data``, or a fresh one with a warning.
+
+    ``create_timing_cache`` returns None for bytes it cannot parse (a corrupt, truncated or
+    foreign file) and ``set_timing_cache`` returns False for a cache from another GPU or
+    TensorRT version: either way the build goes on with a new cache, which overwrites the file.
+    """
+    cache = config.create_timing_cache(data) if data else None
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if data:
+        problem = "is not a timing cache" if cache is None else "does not match this device"
+        print(f"saliq: timing cache {path} {problem}; starting a new one", file=sys.stderr)
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
+        raise EngineBuildError("TensorRT could not create an empty timing cache; reinstall it")
 
 
 # --- FP16 ONNX -----------------------------------------------------------------------------
@@ -418,14 +446,7 @@ def _build_plan(
         opt_profile.set_shape(name, trt.Dims(low), trt.Dims(opt), trt.Dims(high))
     config.add_optimization_profile(opt_profile)
 
-    cache = config.create_timing_cache(load_timing_cache(timing_cache))
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        # A cache from another GPU or TensorRT is rejected; start a fresh one (overwritten).
-        print(
-            f"saliq: timing cache {timing_cache} does not match this device; starting a new one",
-            file=sys.stderr,
-        )
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    attach_timing_cache(config, load_timing_cache(timing_cache), timing_cache)
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -510,6 +531,8 @@ def build_engine(
     cache_path = Path(timing_cache) if timing_cache is not None else None
     if cache_path is not None and cache_path.is_dir():
         raise ConfigError(f"--timing-cache {cache_path} is a folder; pass a file path")
+    if hardware_compatible:
+        check_hardware_compatible_platform(is_tegra())
 
     trt_version = str(import_tensorrt().__version__)  # first: a missing TensorRT costs nothing
     strongly_typed = uses_strongly_typed(precision, trt_version)

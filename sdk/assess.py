@@ -139,11 +139,12 @@ def load(
     device: int = 0,
     cuda_graph: bool = False,
     allow_engine_host_code: bool = False,
+    max_contexts: int | None = None,
 ) -> Assessor:
     """Open a model: "default" (shipped), .onnx, .safetensors checkpoint or TensorRT .engine.
 
-    ``device``, ``cuda_graph`` and ``allow_engine_host_code``: TensorRT engines only (see
-    :class:`saliq.backends.tensorrt.TensorRTBackend`).
+    ``device``, ``cuda_graph``, ``allow_engine_host_code`` and ``max_contexts``: TensorRT
+    engines only (see :class:`saliq.backends.tensorrt.TensorRTBackend`).
     """
     if str(model) == "default":
         model = default_model_path("safetensors" if backend == "torch" else "onnx")
@@ -155,5 +156,6 @@ def load(
             device=device,
             cuda_graph=cuda_graph,
             allow_engine_host_code=allow_engine_host_code,
+            max_contexts=max_contexts,
         )
     )

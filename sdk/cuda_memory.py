@@ -14,9 +14,26 @@ saliq.cuda_memory`` works on a machine without CUDA; every call there raises a
 ``cudaErrorNoDevice``, ...), never a crash.
 
 Device memory owned by someone else (a CuPy array, a PyTorch CUDA tensor, the output of
-``saliq._preproc.preprocess_cuda``) is accepted wherever a device buffer is, through the
-``__cuda_array_interface__`` protocol or DLPack, so preprocessed frames reach the engine
-without a host round trip.
+``saliq._preproc.preprocess_cuda``) is accepted wherever a device buffer is, through DLPack or
+the ``__cuda_array_interface__`` protocol, so preprocessed frames reach the engine without a
+host round trip.
+
+Ordering after the producer (the rule, in this order):
+
+1. An object that exports DLPack on a CUDA device (PyTorch, CuPy, JAX) is read through
+   ``__dlpack__(stream=consumer)``: the exporter makes the consumer's stream wait for the
+   writes it queued on its *current* stream. PyTorch's ``__cuda_array_interface__`` (version 2)
+   names no stream, so without DLPack nothing would order its writes before ours.
+2. Otherwise, or when the exporter refuses (another device, requires grad, managed memory),
+   ``__cuda_array_interface__`` is read, and its ``stream`` entry decides the wait queued on
+   the consumer's stream before the first copy: an int waits on that stream (version 3);
+   an explicit ``None`` waits on nothing (the producer says the data is ready, as version 3
+   allows); **no ``stream`` key at all** (version 2, PyTorch) waits on the legacy default
+   stream (handle 1, ``cudaStreamLegacy``), because such producers write on their current
+   stream, by default the legacy one, and saliq's own streams are non-blocking.
+3. Writes queued on any other stream (a torch side stream no longer current, a CuPy
+   non-blocking stream) are the caller's to name: ``TensorRTBackend.infer_device(...,
+   stream=producer)`` waits on it first (:func:`stream_handle` reads the stream object).
 """
 
 from __future__ import annotations
@@ -32,7 +49,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .dlpack import adapt, is_dlpack
+from .dlpack import DL_CUDA, LEGACY_DEFAULT_STREAM, adapt, dlpack_device, is_dlpack
 from .errors import BackendUnavailableError, SaliqError
 
 INSTALL_HINT = 'pip install "cuda-python>=12"'
@@ -96,20 +113,29 @@ class DeviceArrayView:
 def device_array_view(obj: Any, stream: int | None = None) -> DeviceArrayView:
     """Describe a CuPy array / PyTorch CUDA tensor / DLPack CUDA tensor without copying it.
 
-    ``stream``: the int handle of the stream that will read the array; a DLPack exporter is
-    asked to order its pending writes before it (``__cuda_array_interface__`` instead reports
-    the producer's stream in ``.stream`` for the caller to wait on).
+    ``stream``: the int handle of the stream that will read the array (None: the legacy default
+    stream). A CUDA DLPack exporter is preferred and asked to order its pending writes before
+    that stream; otherwise ``.stream`` of the result names the producer stream the caller must
+    wait on (the rule is in the module docstring).
     """
     owner = None
-    cai = getattr(obj, "__cuda_array_interface__", None)
-    if cai is None and is_dlpack(obj):
-        owner = adapt(obj, stream)
+    cai = None
+    if is_dlpack(obj) and (_dlpack_on_cuda(obj) or not _offers_cai(obj)):
+        try:
+            owner = adapt(obj, stream)
+        except TypeError:
+            if not _offers_cai(obj):
+                raise
+            owner = None  # the exporter refused (e.g. another device): use the interface
         if isinstance(owner, np.ndarray):
             raise TypeError(
                 f"{type(obj).__name__} is in host memory; pass a GPU array or use infer() "
                 "for host inputs"
             )
-        cai = owner.__cuda_array_interface__
+        if owner is not None:
+            cai = owner.__cuda_array_interface__
+    if cai is None:
+        cai = _read_cai(obj)
     if not isinstance(cai, dict):
         raise TypeError(
             f"{type(obj).__name__} is not a device array (no __cuda_array_interface__ or "
@@ -129,7 +155,9 @@ def device_array_view(obj: Any, stream: int | None = None) -> DeviceArrayView:
                 f"device array of shape {shape} is not C-contiguous (strides {tuple(strides)}); "
                 "make it contiguous first (tensor.contiguous() / cupy.ascontiguousarray)"
             )
-    producer_stream = cai.get("stream")
+    # No key: a version-2 producer (PyTorch) writing on its current stream, by default the
+    # legacy one; an explicit None: the producer says no wait is needed.
+    producer_stream = cai.get("stream", LEGACY_DEFAULT_STREAM)
     if producer_stream == 0:
         # The protocol forbids 0 (ambiguous between legacy and per-thread default streams).
         raise ValueError("__cuda_array_interface__ stream 0 is invalid per the protocol")
@@ -140,6 +168,56 @@ def device_array_view(obj: Any, stream: int | None = None) -> DeviceArrayView:
         None if producer_stream is None else int(producer_stream),
         owner,
     )
+
+
+def _dlpack_on_cuda(obj: Any) -> bool:
+    try:
+        return dlpack_device(obj)[0] == DL_CUDA
+    except (TypeError, ValueError, RuntimeError, BufferError):
+        return False
+
+
+def _offers_cai(obj: Any) -> bool:
+    try:
+        return hasattr(obj, "__cuda_array_interface__")
+    except Exception:  # offered but refused (PyTorch raises RuntimeError when grad is needed)
+        return True
+
+
+def _read_cai(obj: Any) -> Any:
+    try:
+        return getattr(obj, "__cuda_array_interface__", None)
+    except (RuntimeError, TypeError, ValueError) as exc:  # e.g. a torch tensor requiring grad
+        raise TypeError(
+            f"cannot read {type(obj).__name__} through __cuda_array_interface__: {exc}"
+        ) from None
+
+
+def stream_handle(stream: Any) -> int | None:
+    """The int ``cudaStream_t`` of ``stream``, for waits on another library's stream.
+
+    Accepts None (returned as is), an int handle, an object with ``__cuda_stream__()`` (the CUDA
+    stream protocol), ``.cuda_stream`` (torch.cuda.Stream), ``.ptr`` (cupy.cuda.Stream) or
+    ``.handle`` (saliq's Stream, pycuda). 0, the default stream in the runtime API and what
+    torch reports for its default stream, becomes 1, the legacy default stream, which is what it
+    means unless the producer was built for per-thread default streams (pass 2 for that).
+    """
+    if stream is None:
+        return None
+    value: Any = stream
+    if not isinstance(stream, int):
+        if hasattr(stream, "__cuda_stream__"):
+            value = stream.__cuda_stream__()[1]
+        else:
+            for attr in ("cuda_stream", "ptr", "handle"):
+                if hasattr(stream, attr):
+                    value = getattr(stream, attr)
+                    break
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(
+            f"stream must be None, an int cudaStream_t or a torch/CuPy/saliq stream, got {stream!r}"
+        )
+    return int(value) or LEGACY_DEFAULT_STREAM
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -902,6 +980,7 @@ def driver_version() -> str:
 
 __all__ = [
     "INSTALL_HINT",
+    "LEGACY_DEFAULT_STREAM",
     "CudaApi",
     "CudaError",
     "CudaGraph",
@@ -917,4 +996,5 @@ __all__ = [
     "device_count",
     "driver_version",
     "elapsed_ms",
+    "stream_handle",
 ]

@@ -40,11 +40,13 @@ class FakeDLPack:
         device_type: int = 2,  # kDLCUDA
         byte_offset: int = 0,
         capsule_name: bytes = b"dltensor",
+        log: list | None = None,  # e.g. HostCudaImpl.calls, to see the handshake's place in order
     ) -> None:
         self.ptr, self.shape, self.strides = ptr, shape, strides
         self.dtype, self.device_type, self.byte_offset = dtype, device_type, byte_offset
         self.capsule_name = capsule_name
         self.streams_asked: list[object] = []
+        self.log = log
         self._alive: list[object] = []  # ctypes storage the capsules point into
 
     def __dlpack_device__(self):
@@ -52,6 +54,8 @@ class FakeDLPack:
 
     def __dlpack__(self, stream=None):
         self.streams_asked.append(stream)
+        if self.log is not None:
+            self.log.append(("dlpack", stream))
         ndim = len(self.shape)
         shape = (ctypes.c_int64 * ndim)(*self.shape)
         strides = (ctypes.c_int64 * ndim)(*self.strides) if self.strides is not None else None
@@ -68,3 +72,17 @@ class FakeDLPack:
         name = ctypes.create_string_buffer(self.capsule_name)
         self._alive += [shape, strides, managed, name]
         return _new_capsule(ctypes.addressof(managed), name, None)
+
+
+class CaiAndDLPack(FakeDLPack):
+    """What a PyTorch CUDA tensor offers: DLPack and a version-2 interface with no stream key."""
+
+    def __init__(self, ptr: int, shape: tuple[int, ...], **kwargs) -> None:
+        super().__init__(ptr, shape, dtype=(2, 32, 1), **kwargs)  # float32
+        self.__cuda_array_interface__ = {
+            "shape": shape,
+            "typestr": "<f4",
+            "data": (ptr, False),
+            "version": 2,
+            "strides": None,
+        }

@@ -6,6 +6,11 @@ the tiny test model (score = sigmoid(mean(image)), saliency = 16x16 average pool
 channel mean) computed with numpy on the addresses the backend binds. Together they run
 ``TensorRTBackend`` end to end: sidecar checks, I/O specs, buffer plans, chunking and padding,
 per-thread contexts, device inputs. They check saliq's logic, not TensorRT or CUDA.
+
+Where a real GPU would give wrong results or a failed capture, the stand-ins raise
+:class:`StandInViolation` instead of computing anyway: an enqueue captured into a CUDA graph
+without a plain enqueue at the context's current shape first, and a graph replayed while the
+context is set to another shape.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ import types
 import numpy as np
 
 from saliq import cuda_memory as cm
+
+
+class StandInViolation(AssertionError):
+    """A use of TensorRT/CUDA that a GPU would punish. An AssertionError so that no fallback in
+    saliq (which catches RuntimeError around graph capture) can swallow it."""
 
 
 class HostCudaImpl(cm._Impl):
@@ -136,11 +146,13 @@ def fake_tensorrt(
     version: str = "10.3.0",
     batch: tuple[int, int, int] = (1, 4, 8),
     cuda: HostGraphCudaImpl | None = None,
+    compute=None,
 ):
     """A ``tensorrt`` module with just the API saliq's runtime uses; ``.log`` records calls.
 
     With ``cuda``, an inference enqueued while that stand-in captures a graph is recorded
-    into the graph instead of running, as on a GPU.
+    into the graph instead of running, as on a GPU. ``compute(addresses, input_shape, stream)``
+    replaces the numpy computation on host addresses (the GPU tests compute on the device).
     """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
@@ -161,14 +173,23 @@ def fake_tensorrt(
     class Context:
         def __init__(self):
             self.addresses, self.input_shape = {}, None
+            # The shape of the last plain (not captured) enqueue since the shape last changed:
+            # TensorRT's shape-dependent setup runs there, and must not run inside a capture.
+            self.plain_shape = None
 
         def set_tensor_address(self, name, ptr):
             self.addresses[name] = ptr
             return True
 
         def set_input_shape(self, name, shape):
+            shape = tuple(shape)
+            trt.log.append(("set_input_shape", name, shape[0]))
+            if cuda is not None and cuda.capturing is not None:
+                raise StandInViolation("set_input_shape called while a CUDA graph is captured")
             low, high = batch[0], batch[2]
-            self.input_shape = tuple(shape)
+            if shape != self.input_shape:
+                self.plain_shape = None
+            self.input_shape = shape
             return low <= shape[0] <= high and tuple(shape[1:]) == shapes[name][1:]
 
         def get_tensor_shape(self, name):
@@ -176,17 +197,40 @@ def fake_tensorrt(
 
         def execute_async_v3(self, stream):
             shape = self.input_shape
+            if shape is None:
+                raise StandInViolation("execute_async_v3 before set_input_shape")
 
             def run():
                 trt.log.append(("execute", shape[0], stream))
+                if compute is not None:
+                    compute(dict(self.addresses), shape, stream)
+                    return
                 image = _host_array(self.addresses["image"], shape)
                 for name, value in tiny_model(image).items():
                     _host_array(self.addresses[name], value.shape)[...] = value
 
-            if cuda is not None and cuda.capturing is not None:
-                cuda.capturing.append(run)
-            else:
+            def replay():
+                trt.log.append(("replay", shape[0]))
+                if self.input_shape != shape or self.plain_shape != shape:
+                    raise StandInViolation(
+                        f"graph captured at batch {shape[0]} replayed while the context is at "
+                        f"{self.input_shape[0]} (last plain enqueue at this shape: "
+                        f"{None if self.plain_shape is None else self.plain_shape[0]})"
+                    )
                 run()
+
+            if cuda is not None and cuda.capturing is not None:
+                if self.plain_shape != shape:
+                    raise StandInViolation(
+                        f"capture at batch {shape[0]} right after a shape change, without a "
+                        "plain enqueue at that shape first"
+                    )
+                trt.log.append(("capture", shape[0]))
+                cuda.capturing.append(replay)
+            else:
+                trt.log.append(("enqueue", shape[0]))
+                run()
+                self.plain_shape = shape
             return True
 
     class Engine:

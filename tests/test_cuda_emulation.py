@@ -7,6 +7,9 @@ bindings' ``preprocess_cuda`` in a fresh interpreter, under AddressSanitizer whe
 outputs must meet the CPU tests' tolerances against the float64 oracle, for host and "device"
 inputs and outputs (``__cuda_array_interface__`` and DLPack over host memory), padded rows,
 mixed frame sizes, and an allocation failure must surface as an exception.
+The stand-in also records every stream-ordered call in order (tests/cuda_emulation/
+emulation_log.cpp), so the waits on the interface's producer streams, the memory-pool fallback,
+the pool's release threshold and the "no kernel for this GPU" message are checked here too.
 GPU behaviour itself (memory model, streams, timing) is the `gpu` tests' job.
 """
 
@@ -215,7 +218,25 @@ def emulated(tmp_path_factory):
         cache[key] = report, dict(np.load(out / "outputs.npz"))
         return cache[key]
 
-    return {"frames": frames, "probe": probe, "asan": asan}
+    def run_script(script: str, *args: str, **extra_env: str) -> tuple[dict, dict]:
+        """Runs a probe script on the emulated module: (its JSON report, its saved arrays)."""
+        key = (script, args, tuple(sorted(extra_env.items())))
+        if key in cache:
+            return cache[key]
+        saved = out / f"script_{len(cache)}.npz"
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(module), str(REPO), str(saved), *args],
+            cwd=out,
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+        cache[key] = json.loads(run.stdout.strip().splitlines()[-1]), dict(np.load(saved))
+        return cache[key]
+
+    return {"frames": frames, "probe": probe, "run_script": run_script, "asan": asan}
 
 
 def _check(
@@ -305,3 +326,201 @@ def test_launch_rewrite_covers_every_kernel():
     assert "saliq_emu::launch<true>(k_prior" in rewritten  # the kernel with __syncthreads
     for kernel in ("k_crop_h", "k_crop_v", "k_crop_grad"):  # version 2's, no __syncthreads
         assert f"saliq_emu::launch<false>({kernel}" in rewritten
+
+
+# Streams, events and memory pools, read from the stand-in's ordered log. One small process per
+# mode: the allocator is chosen once per device and process.
+STREAM_PROBE = r"""
+import importlib.machinery, importlib.util, json, sys
+import numpy as np
+
+path, repo, saved, mode = sys.argv[1:5]
+sys.path.insert(0, repo)
+from tests.cuda_emulation.build import EmulatorLog
+from tests.dlpack_fakes import FakeDLPack
+
+loader = importlib.machinery.ExtensionFileLoader("saliq._preproc", path)
+spec = importlib.util.spec_from_file_location("saliq._preproc", path, loader=loader)
+P = importlib.util.module_from_spec(spec)
+loader.exec_module(P)
+emu = EmulatorLog(path)
+if mode == "nopools":
+    emu.set_pools_supported(False)
+H, W = 16, 24
+batch = np.random.default_rng(5).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+NO_KEY = object()
+
+
+class Dev:
+    # "Device" memory is host memory here; `stream` is the interface's key (absent: NO_KEY).
+    def __init__(self, a, stream=NO_KEY):
+        self.a = a
+        self.__cuda_array_interface__ = {
+            "shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, False),
+            "version": 3, "strides": None}
+        if stream is not NO_KEY:
+            self.__cuda_array_interface__["stream"] = stream
+
+
+class TorchLike(FakeDLPack):
+    # What a PyTorch CUDA tensor offers: DLPack and a version-2 interface with no stream key.
+    def __init__(self, a):
+        super().__init__(a.ctypes.data, a.shape)
+        self.a = a
+        self.__cuda_array_interface__ = {
+            "shape": a.shape, "typestr": "|u1", "data": (a.ctypes.data, False), "version": 2,
+            "strides": None}
+
+
+def device_out(stream):
+    shapes = {"image": (3, 3, H, W), "gradient": (3, 1, H, W), "prior": (3, 1, H // 4, W // 4)}
+    return {k: Dev(np.full(s, np.nan, np.float32), stream) for k, s in shapes.items()}
+
+
+report, results = {}, {}
+
+
+def call(name, frames, stream, out=None):
+    emu.clear()
+    try:
+        got = P.preprocess_cuda(frames, "BGR", H, W, stream=stream, out=out)
+    except (TypeError, ValueError) as e:
+        report[name] = {"error": f"{type(e).__name__}: {e}", "log": emu.lines()}
+        return
+    report[name] = {"log": emu.lines()}
+    got = got if out is None else {k: v.a for k, v in out.items()}
+    results.update({f"{name}/{k}": np.asarray(v) for k, v in got.items()})
+
+
+call("host", batch, None)  # the first call: the allocator is set up here
+call("outputs", Dev(batch, None), 7, out=device_out(11))
+if mode == "streams":
+    results.update({f"cpu/{k}": v for k, v in P.preprocess(batch, "BGR", H, W).items()})
+    call("key", Dev(batch, 5), 7)
+    call("no_key", Dev(batch), 7)
+    call("none", Dev(batch, None), 7)
+    call("own_stream", Dev(batch, 7), 7)
+    call("legacy_work", Dev(batch), None)  # no key = legacy default = the work stream
+    call("dedupe", [Dev(batch[0], 5), Dev(batch[1], 5), Dev(batch[2], 9)], 7)
+    torch_like = TorchLike(batch)
+    call("torch_like", torch_like, 7)
+    report["torch_like_asked"] = torch_like.streams_asked
+    call("zero", Dev(batch, 0), 7)
+    call("bool", Dev(batch, True), 7)
+    emu.set_kernels_missing(True, 7, 0)
+    report["no_kernel"] = P.cuda_unavailable_reason()
+    emu.set_kernels_missing(False)
+    report["after_no_kernel"] = P.cuda_unavailable_reason()
+np.savez(saved, **results)
+print(json.dumps(report))
+"""
+WORK = ("memcpy", "launch ")  # a copy or a kernel: what must come after the waits
+
+
+def _first_work(log: list[str]) -> int:
+    return next(i for i, line in enumerate(log) if line.startswith(WORK))
+
+
+def _waits(log: list[str], work_stream: int) -> dict[int, tuple[int, int]]:
+    """{producer stream: (index of its event record, index of the work stream's wait)}."""
+    recorded = {}
+    for i, line in enumerate(log):
+        if line.startswith("event_record "):
+            fields = dict(f.split("=") for f in line.split()[1:])
+            recorded[fields["e"]] = (int(fields["s"]), i)
+    waits = {}
+    for i, line in enumerate(log):
+        if line.startswith("wait "):
+            fields = dict(f.split("=") for f in line.split()[1:])
+            assert int(fields["s"]) == work_stream, line
+            stream, at = recorded.pop(fields["e"])
+            assert stream not in waits, f"stream {stream} waited for twice: {log}"
+            waits[stream] = (at, i)
+    assert not recorded, f"events recorded but never waited for: {recorded}"
+    return waits
+
+
+def test_emulated_waits_on_the_interface_streams_before_the_first_copy_or_kernel(emulated):
+    """__cuda_array_interface__ v3 `stream` (issue 13, bug 2): an event on each distinct
+    producer stream (no key = the legacy default stream, 1), waited on by the work stream
+    before its first copy or kernel, for frames and out= arrays; None and the work stream itself
+    need no wait; 0 is refused; an object that also offers DLPack and whose interface names no
+    stream (PyTorch) is read through the DLPack handshake."""
+    report, results = emulated["run_script"](STREAM_PROBE, "streams")
+    expected = {
+        "key": {5},
+        "no_key": {1},
+        "none": set(),
+        "own_stream": set(),
+        "dedupe": {5, 9},
+        "outputs": {11},  # out= arrays still read on stream 11: written only after it
+        "torch_like": set(),  # read through DLPack instead, see below
+    }
+    for name, streams in expected.items():
+        log = report[name]["log"]
+        waits = _waits(log, work_stream=7)
+        assert set(waits) == streams, f"{name}: waited for {sorted(waits)}: {log}"
+        first = _first_work(log)
+        for stream, (recorded, waited) in waits.items():
+            assert recorded < waited < first, f"{name}: stream {stream} waited too late: {log}"
+    assert _waits(report["legacy_work"]["log"], work_stream=0) == {}
+    # An interface without a stream key beside DLPack (a PyTorch tensor): the DLPack handshake
+    # tells the exporter our stream, so it orders its own current stream first.
+    assert report["torch_like_asked"] == [7]
+    assert report["zero"]["error"].startswith("ValueError: __cuda_array_interface__ 'stream' is 0")
+    assert report["zero"]["log"] == []  # refused before any work was queued
+    assert report["bool"]["error"].startswith("TypeError: __cuda_array_interface__ 'stream'")
+    for name in ("host", "outputs", "key", "no_key", "none", "dedupe", "torch_like"):  # pixels
+        for key in ("image", "gradient", "prior"):
+            np.testing.assert_allclose(
+                results[f"{name}/{key}"], results[f"cpu/{key}"], atol=1e-5, err_msg=f"{name} {key}"
+            )
+
+
+def test_emulated_memory_pool_is_checked_once_and_keeps_memory(emulated):
+    """Stream-ordered allocation (issue 13, bug 5): cudaDevAttrMemoryPoolsSupported is asked
+    once per device, scratch comes from a pool whose release threshold is raised from 0 (every
+    host-output call handed its memory back to the OS), SALIQ_CUDA_POOL_KEEP_MB overrides it."""
+    report, _ = emulated["run_script"](STREAM_PROBE, "streams")
+    log = report["host"]["log"]
+    assert log.count("device_attribute 115 dev=0") == 1, log
+    (created,) = [line for line in log if line.startswith("pool_create ")]
+    pool = created.split()[1]
+    assert f"pool_set {pool} attr=4 release_threshold={256 << 20}" in log
+    allocs = [line.split()[0] for line in log if line.startswith(("malloc", "free"))]
+    assert set(allocs) == {"malloc_pool", "free_async"}, log
+    for name in ("outputs", "key", "dedupe"):  # later calls: no new query, pool or threshold
+        assert not [x for x in report[name]["log"] if x.startswith(("device_attr", "pool_"))]
+        assert any(x.startswith(f"malloc_pool {pool} ") for x in report[name]["log"])
+    report, _ = emulated["run_script"](STREAM_PROBE, "env", SALIQ_CUDA_POOL_KEEP_MB="64")
+    assert any(x.endswith(f"release_threshold={64 << 20}") for x in report["host"]["log"])
+
+
+@pytest.mark.parametrize("mode", ["nopools", "SALIQ_CUDA_MEMPOOL=0"])
+def test_emulated_without_memory_pools_falls_back_to_cudamalloc(emulated, mode):
+    """A device without memory-pool support (Jetson and Windows setups, older drivers) or
+    SALIQ_CUDA_MEMPOOL=0: cudaMalloc, and cudaFree only after the stream is synchronised
+    (queued kernels still use the memory); the outputs are the same bits as with the pool."""
+    env = {"SALIQ_CUDA_MEMPOOL": "0"} if mode != "nopools" else {}
+    report, results = emulated["run_script"](STREAM_PROBE, "nopools" if not env else "env", **env)
+    _, pooled = emulated["run_script"](STREAM_PROBE, "streams")
+    for name, stream in (("host", 0), ("outputs", 7)):
+        log = report[name]["log"]
+        kinds = {line.split()[0] for line in log if line.startswith(("malloc", "free", "pool_"))}
+        assert kinds == {"malloc", "free"}, log
+        assert log.index(f"sync s={stream}") < log.index("free"), log
+        for key in ("image", "gradient", "prior"):
+            np.testing.assert_array_equal(results[f"{name}/{key}"], pooled[f"{name}/{key}"])
+
+
+def test_emulated_no_kernel_message_names_the_compiled_archs(emulated):
+    """The "no kernel for this GPU" message lists what setup.py's define says was compiled
+    (issue 13, bug 4); the emulated build's list (build.ARCHS) is not setup.py's."""
+    report, _ = emulated["run_script"](STREAM_PROBE, "streams")
+    assert emulation.ARCHS == ("75", "80", "90a")
+    assert report["no_kernel"] == (
+        "this build has no kernel for the GPU's compute capability 7.0 (built for 7.5, 8.0, "
+        "9.0a + PTX 9.0a); reinstall saliq with SALIQ_CUDA_ARCHS=7.0 and a CUDA toolkit that "
+        "supports it"
+    )
+    assert report["after_no_kernel"] == ""

@@ -13,7 +13,7 @@ import pytest
 from saliq import cuda_memory as cm
 from saliq.errors import BackendUnavailableError
 
-from .dlpack_fakes import DLPackOnly, FakeDLPack
+from .dlpack_fakes import CaiAndDLPack, DLPackOnly, FakeDLPack
 from .fake_runtimes import HostCudaImpl
 
 
@@ -174,6 +174,80 @@ def test_dlpack_device_arrays_are_ordered_by_the_handshake(fake_api):
         host = np.zeros(16, np.uint8)
         api.copy_dtoh_async(host, b, stream)
         assert (host == 5).all()
+
+
+def test_dlpack_is_preferred_over_the_interface(fake_api):
+    # PyTorch's interface carries no stream; only the DLPack handshake orders its writes.
+    both = CaiAndDLPack(0x3000, (2, 3))
+    view = cm.device_array_view(both, stream=77)
+    assert both.streams_asked == [77] and view.stream is None and view.ptr == 0x3000
+    api = fake_api
+    stream = api.Stream()
+    with api.DeviceBuffer(24) as a, api.DeviceBuffer(24) as b:
+        src = CaiAndDLPack(a.ptr, (2, 3), log=api.impl.calls)
+        api.copy_dtod_async(b, src, 24, stream)
+        kinds = [call[0] for call in api.impl.calls]
+        assert kinds.index("dlpack") < kinds.index("memcpy") and "wait" not in kinds
+        assert src.streams_asked == [stream.handle]
+
+
+class _DLPackRefuses(CaiAndDLPack):
+    def __dlpack__(self, stream=None):
+        raise BufferError("Can't export tensors on a different CUDA device index")
+
+
+def test_refused_or_foreign_dlpack_falls_back_to_the_interface():
+    view = cm.device_array_view(_DLPackRefuses(0x4000, (4,)), stream=77)
+    assert view.ptr == 0x4000 and view.stream == cm.LEGACY_DEFAULT_STREAM
+    managed = CaiAndDLPack(0x5000, (4,), device_type=13)  # CUDA managed memory
+    assert cm.device_array_view(managed, stream=77).ptr == 0x5000
+    assert managed.streams_asked == []
+    with pytest.raises(TypeError, match="different CUDA device.*"):
+        cm.device_array_view(DLPackOnly(_DLPackRefuses(0x4000, (4,))), stream=77)
+
+
+def test_interface_stream_rule(fake_api):
+    # No "stream" key (PyTorch's version 2): the legacy default stream; an explicit None: the
+    # producer says no wait is needed; an int: that stream.
+    assert cm.device_array_view(_CAI(8, (2,))).stream == cm.LEGACY_DEFAULT_STREAM == 1
+    no_sync = _CAI(8, (2,))
+    no_sync.__cuda_array_interface__["stream"] = None
+    assert cm.device_array_view(no_sync).stream is None
+    assert cm.device_array_view(_CAI(8, (2,), stream=0x99)).stream == 0x99
+    api = fake_api
+    stream = api.Stream()
+    with api.DeviceBuffer(16) as a, api.DeviceBuffer(16) as b:
+        api.copy_dtod_async(b, _CAI(a.ptr, (4,)), 16, stream)
+        assert api.impl.calls[-2:] == [
+            ("wait", "stream-token", cm.LEGACY_DEFAULT_STREAM),
+            ("memcpy", "dtod", 16, "stream-token"),
+        ]
+
+
+class _TorchStream:
+    cuda_stream = 0x70
+
+
+class _CuPyStream:
+    ptr = 0x71
+
+
+class _CudaStreamProtocol:
+    def __cuda_stream__(self):
+        return (0, 0x72)
+
+
+def test_stream_handle_accepts_the_common_stream_objects(fake_api):
+    assert cm.stream_handle(None) is None
+    assert cm.stream_handle(0x55) == 0x55
+    assert cm.stream_handle(0) == cm.LEGACY_DEFAULT_STREAM  # torch's default stream reports 0
+    assert cm.stream_handle(_TorchStream()) == 0x70
+    assert cm.stream_handle(_CuPyStream()) == 0x71
+    assert cm.stream_handle(_CudaStreamProtocol()) == 0x72
+    assert cm.stream_handle(fake_api.Stream()) == 7  # a saliq Stream (.handle)
+    for bad in (True, -3, "s", 1.5):
+        with pytest.raises(TypeError, match="stream must be None, an int cudaStream_t"):
+            cm.stream_handle(bad)
 
 
 def test_events_and_stream_close(fake_api):

@@ -207,3 +207,111 @@ def test_preprocessor_cuda_crop_views_equal_its_cpu_call():
     assert set(gpu) == set(cpu)
     np.testing.assert_array_equal(gpu["crop_boxes"], cpu["crop_boxes"])
     _same(gpu, {k: cpu[k] for k in ("image", "crops", "crop_gradient")}, "float32")
+
+
+# Issue 13, bug 2: the producer's stream. A frame written on a non-blocking stream behind a
+# long busy kernel, then preprocess_cuda(stream=None): the legacy default stream does not wait
+# for non-blocking streams by itself, so without the recorded wait the kernels read the zeros
+# the destination held before the copy.
+SPIN_CYCLES = 400_000_000  # ~0.2 s at 2 GHz, ~0.3 s at a Jetson Orin's 1.3 GHz
+SPIN_SOURCE = r"""
+extern "C" __global__ void spin(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {
+  }
+}
+"""
+
+
+def test_cuda_waits_for_a_cupy_producer_stream():
+    cp = pytest.importorskip("cupy")
+    frames = _frames("BGR", hw=(1080, 1920))
+    cpu = P.preprocess(frames, "BGR", 384, 512, **ARGS)
+    src = cp.asarray(frames)
+    dst = cp.zeros_like(src)
+    cp.cuda.Device().synchronize()
+    spin = cp.RawKernel(SPIN_SOURCE, "spin")
+    producer = cp.cuda.Stream(non_blocking=True)
+    with producer:  # CuPy's __cuda_array_interface__ names the current stream: this one
+        spin((1,), (1,), (cp.int64(SPIN_CYCLES),))
+        dst[...] = src
+        gpu = P.preprocess_cuda(dst, "BGR", 384, 512, stream=None, **ARGS)
+    _same(gpu, cpu, "float32")
+
+
+def test_cuda_waits_for_a_torch_producer_stream():
+    """PyTorch's interface (version 2) names no stream: the tensor is read through DLPack,
+    whose handshake orders torch's current stream before ours."""
+    torch = pytest.importorskip("torch")
+    frames = _frames("BGR", hw=(1080, 1920))
+    cpu = P.preprocess(frames, "BGR", 384, 512, **ARGS)
+    src = torch.from_numpy(frames).cuda()
+    dst = torch.zeros_like(src)
+    torch.cuda.synchronize()
+    producer = torch.cuda.Stream()  # torch's side streams are non-blocking
+    with torch.cuda.stream(producer):
+        torch.cuda._sleep(SPIN_CYCLES)
+        dst.copy_(src)
+        gpu = P.preprocess_cuda(dst, "BGR", 384, 512, stream=None, **ARGS)
+    _same(gpu, cpu, "float32")
+
+
+# Issue 13, bug 5: the scratch allocator, one fresh process per setting (it is chosen once per
+# device and process). After a large call and a device sync (where a pool with release
+# threshold 0 hands its free memory back), the default pool still holds the call's scratch
+# (a 4K frame -> 1024x1024: about 80 MB); threshold 0 and cudaMalloc/cudaFree hold none. Every
+# setting gives the same bits.
+ALLOC_PROBE = r"""
+import hashlib, json
+import numpy as np
+import torch
+from saliq import _preproc as P
+
+P.preprocess_cuda(np.zeros((1, 64, 64, 3), np.uint8), "BGR", 32, 32)  # kernels, allocator
+torch.cuda.synchronize()
+free0 = torch.cuda.mem_get_info()[0]
+big = np.random.default_rng(0).integers(0, 256, (1, 2160, 3840, 3), dtype=np.uint8)
+out = P.preprocess_cuda(big, "BGR", 1024, 1024)
+torch.cuda.synchronize()
+free1 = torch.cuda.mem_get_info()[0]
+digest = hashlib.sha256(b"".join(out[k].tobytes() for k in sorted(out))).hexdigest()
+print(json.dumps({"retained_mib": (free0 - free1) / 2**20, "sha256": digest}))
+"""
+ALLOC_SETTINGS = {
+    "default": {},
+    "keep0": {"SALIQ_CUDA_POOL_KEEP_MB": "0"},
+    "no_pools": {"SALIQ_CUDA_MEMPOOL": "0"},
+}
+
+
+@pytest.fixture(scope="module")
+def alloc_runs() -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("torch")
+    runs = {}
+    for name, env in ALLOC_SETTINGS.items():
+        run = subprocess.run(
+            [sys.executable, "-c", ALLOC_PROBE],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert run.returncode == 0, f"{name}: {run.stderr[-3000:]}"
+        runs[name] = json.loads(run.stdout.strip().splitlines()[-1])
+    return runs
+
+
+def test_cuda_memory_pool_keeps_its_scratch_across_syncs(alloc_runs):
+    assert alloc_runs["default"]["retained_mib"] >= 32, alloc_runs
+    assert alloc_runs["keep0"]["retained_mib"] <= 8, alloc_runs
+
+
+def test_cuda_without_memory_pools_gives_the_same_bits(alloc_runs):
+    assert alloc_runs["no_pools"]["retained_mib"] <= 8, alloc_runs
+    assert alloc_runs["no_pools"]["sha256"] == alloc_runs["default"]["sha256"]
+    assert alloc_runs["keep0"]["sha256"] == alloc_runs["default"]["sha256"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+import time
 import types
 import warnings
 
@@ -17,6 +18,7 @@ import pytest
 
 import saliq
 from saliq.backends import backend_for, load_backend
+from saliq.backends import tensorrt as trt_backend
 from saliq.backends.onnxruntime import OnnxRuntimeBackend
 from saliq.backends.tensorrt import (
     IOSpec,
@@ -43,7 +45,7 @@ from saliq.errors import (
 )
 from saliq.spec import ModelSpec
 
-from .dlpack_fakes import FakeDLPack
+from .dlpack_fakes import CaiAndDLPack, FakeDLPack
 from .fake_runtimes import PLAN, HostGraphCudaImpl, fake_tensorrt, tiny_model, tiny_onnx
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -145,7 +147,9 @@ def test_per_thread_state_is_one_per_thread_and_all_closed():
         w.start()
     for w in workers:
         w.join()
-    assert len(states) == 4 and len({id(s) for s in [first, *seen]}) == 4
+    assert len(made) == 4 and len({id(s) for s in [first, *seen]}) == 4
+    # Ended threads' states are released by the next get() (or reap/close_all).
+    assert len(states) + len(closed) == 4
     states.close_all()
     assert len(closed) == 4 and len(states) == 0
     with pytest.raises(RuntimeError, match="closed"):
@@ -167,6 +171,64 @@ def test_per_thread_close_all_releases_everything_despite_a_failure():
     with pytest.raises(RuntimeError, match="boom"):
         states.close_all()
     assert sorted(closed) == [0, 1]
+
+
+def _short_lived_threads(target, rounds: int, per_round: int) -> None:
+    for _ in range(rounds):
+        workers = [threading.Thread(target=target) for _ in range(per_round)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+
+def test_per_thread_state_is_released_when_its_thread_ends():
+    live_at_creation, closed = [], []
+    states = PerThread(lambda: live_at_creation.append(len(states)) or object(), closed.append)
+    _short_lived_threads(states.get, rounds=10, per_round=5)  # 50 threads, 5 at a time
+    # Each new thread first releases the states of threads that have ended.
+    assert len(live_at_creation) == 50 and max(live_at_creation) <= 5
+    assert states.reap() <= 5 and len(closed) == 50 and len(states) == 0
+    main = states.get()  # the main thread's own state is unaffected by the reaping
+    assert states.get() is main and len(states) == 1
+    states.release_thread()  # an explicit release, for long-lived pool threads
+    assert closed[-1] is main and len(states) == 0
+    assert states.get() is not main
+    states.release_thread()
+    states.release_thread()  # nothing left to release: a no-op
+
+
+def test_per_thread_cap_makes_threads_wait_for_a_free_state():
+    made, closed = [], []
+
+    def factory():
+        made.append(len(made) - len(closed))  # states alive when this one is made
+        return object()
+
+    states = PerThread(factory, closed.append, max_items=2, wait_s=10.0)
+
+    def work():
+        states.get()
+        time.sleep(0.01)
+
+    _short_lived_threads(work, rounds=2, per_round=6)
+    assert len(made) == 12 and max(made) <= 1  # never a third state alive
+    states.close_all()
+
+    held = PerThread(object, closed.append, max_items=1, wait_s=0.05)
+    held.get()  # the main thread keeps the only state
+    errors = []
+
+    def blocked():
+        try:
+            held.get()
+        except TimeoutError as exc:
+            errors.append(str(exc))
+
+    _short_lived_threads(blocked, rounds=1, per_round=1)
+    assert errors and "max_contexts=1" in errors[0] and "release_thread()" in errors[0]
+    with pytest.raises(ValueError, match="max_contexts"):
+        PerThread(object, closed.append, max_items=0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -408,7 +470,7 @@ def test_corrupt_plan_with_valid_sidecar_is_refused(tmp_path):
 class _HostCAI:
     """Host memory announced as device memory, which the host stand-in CUDA layer reads."""
 
-    def __init__(self, array):
+    def __init__(self, array, **stream):
         self.array = array
         self.__cuda_array_interface__ = {
             "shape": array.shape,
@@ -416,16 +478,18 @@ class _HostCAI:
             "data": (array.ctypes.data, False),
             "version": 3,
             "strides": None,
+            **stream,  # no key: the legacy default stream is waited on
         }
 
 
-@pytest.fixture
-def stand_in(tmp_path, monkeypatch):
+def _stand_in(tmp_path, monkeypatch, batch=(2, 4, 8)):
     from saliq import cuda_memory
 
     impl = HostGraphCudaImpl()
-    trt = fake_tensorrt(batch=(2, 4, 8), cuda=impl)
+    trt = fake_tensorrt(batch=batch, cuda=impl)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    # The backend keeps one TensorRT logger per process: keep the stand-in's out of later tests.
+    monkeypatch.setattr(trt_backend, "_LOGGER", None)
     api = cuda_memory.CudaApi(impl)
     monkeypatch.setattr(cuda_memory, "cuda_api", lambda impl=None: api)
     engine = tmp_path / "tiny.engine"
@@ -437,13 +501,18 @@ def stand_in(tmp_path, monkeypatch):
             tensorrt_version="10.3.0",
             compute_capability="8.7",  # what HostCudaImpl reports
             precision="fp32",
-            profiles=(Profile(2, 4, 8),),
+            profiles=(Profile(*batch),),
             plan_sha256=sha256_file(engine),
         )
         write_sidecar(engine, EngineSidecar(**{**fields, **overrides}))
 
     sidecar()
     return types.SimpleNamespace(trt=trt, api=api, engine=engine, sidecar=sidecar)
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    return _stand_in(tmp_path, monkeypatch)
 
 
 def test_stand_in_engine_is_the_tiny_onnx_model(tmp_path):
@@ -528,4 +597,157 @@ def test_backend_cuda_graphs_on_stand_ins(stand_in):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # batch 4 now runs without a graph, silently
         np.testing.assert_allclose(backend.infer({"image": x})["score"], want, atol=1e-6)
+    backend.close()
+
+
+class _TorchStream:
+    """What matters of a torch.cuda.Stream here: its handle."""
+
+    def __init__(self, handle):
+        self.cuda_stream = handle
+
+
+def _before_first_copy(calls):
+    """The waits and DLPack handshakes queued before the first copy."""
+    first = next(i for i, call in enumerate(calls) if call[0] == "memcpy")
+    return [call for call in calls[:first] if call[0] in ("wait", "dlpack")]
+
+
+def test_infer_device_waits_for_the_producer_before_the_first_copy(stand_in):
+    x = np.random.default_rng(6).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    want = tiny_model(x)["score"]
+    backend = TensorRTBackend(stand_in.engine)
+    calls = stand_in.api.impl.calls
+    wait_on = lambda handle: ("wait", "stream-token", handle)  # noqa: E731
+
+    # A producer on a named stream (a torch side stream), its tensor seen through an
+    # interface with no stream key (PyTorch's version 2): both waits precede the first copy.
+    calls.clear()
+    got = backend.infer_device({"image": _HostCAI(x)}, stream=_TorchStream(0x5A))
+    np.testing.assert_allclose(got["score"], want, atol=1e-6)
+    early = _before_first_copy(calls)
+    assert wait_on(0x5A) in early and wait_on(1) in early
+    # An int handle; 0 (torch's default stream) is the legacy default stream.
+    for given, handle in ((0x5B, 0x5B), (0, 1)):
+        calls.clear()
+        backend.infer_device({"image": _HostCAI(x, stream=None)}, stream=given)
+        assert _before_first_copy(calls) == [wait_on(handle)]
+    # An interface naming its stream (version 3): waited on, and nothing else.
+    calls.clear()
+    backend.infer_device({"image": _HostCAI(x, stream=0x5C)})
+    assert _before_first_copy(calls) == [wait_on(0x5C)]
+
+    # An object offering both protocols (a PyTorch tensor) is read through DLPack: the
+    # exporter is told the backend's stream before anything is copied, and no extra wait.
+    calls.clear()
+    both = CaiAndDLPack(x.ctypes.data, x.shape, log=calls)
+    np.testing.assert_allclose(backend.infer_device({"image": both})["score"], want, atol=1e-6)
+    assert _before_first_copy(calls) == [("dlpack", 7)]
+    with pytest.raises(TypeError, match="stream must be None, an int cudaStream_t"):
+        backend.infer_device({"image": _HostCAI(x)}, stream="side")
+    backend.close()
+
+
+def _graph_log(trt):
+    kinds = ("set_input_shape", "enqueue", "capture", "replay")
+    return [
+        (entry[0], entry[-1] if entry[0] == "set_input_shape" else entry[1])
+        for entry in trt.log
+        if entry[0] in kinds
+    ]
+
+
+def test_cuda_graphs_follow_the_contexts_last_shape(tmp_path, monkeypatch):
+    # The stand-in raises when a capture follows a shape change without a plain enqueue, or a
+    # graph is replayed at another shape than the context's last plain enqueue.
+    si = _stand_in(tmp_path, monkeypatch, batch=(1, 4, 8))
+    x = np.random.default_rng(7).standard_normal((20, 3, 32, 32)).astype(np.float32)
+    want = tiny_model(x)
+    backend = TensorRTBackend(si.engine, cuda_graph=True)
+    for _ in range(3):  # chunks 8, 8, 4 each time
+        got = backend.infer({"image": x})
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    first = [
+        ("set_input_shape", 8),
+        ("enqueue", 8),
+        ("capture", 8),
+        ("replay", 8),
+        ("set_input_shape", 4),
+        ("enqueue", 4),
+    ]
+    again = [
+        ("set_input_shape", 8),
+        ("enqueue", 8),
+        ("replay", 8),
+        ("set_input_shape", 4),
+        ("enqueue", 4),
+    ]
+    assert _graph_log(si.trt) == first + again + again
+
+    # Alternating batch sizes: each follows a shape change, so each runs plainly, and the
+    # results are bit-equal to a run without graphs.
+    plain = TensorRTBackend(si.engine, cuda_graph=False)
+    for n in (1, 8, 3, 8, 1, 1, 1, 8, 8):
+        graphed, reference = backend.infer({"image": x[:n]}), plain.infer({"image": x[:n]})
+        for name in want:
+            np.testing.assert_array_equal(graphed[name], reference[name])
+            np.testing.assert_allclose(graphed[name], want[name][:n], atol=1e-6)
+    assert si.api.impl.calls.count(("graph", 1)) == 2  # batch 8 (above), then batch 1
+    backend.close()
+    plain.close()
+
+
+def test_set_input_shape_only_on_a_change(stand_in):
+    x = np.random.default_rng(8).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    backend = TensorRTBackend(stand_in.engine)
+    for n in (4, 4, 3, 3, 4):
+        backend.infer({"image": x[:n]})
+    sets = [entry[2] for entry in stand_in.trt.log if entry[0] == "set_input_shape"]
+    assert sets == [4, 3, 4]
+    backend.close()
+
+
+def test_hardware_compatible_engine_needs_ampere_at_load(stand_in, monkeypatch):
+    stand_in.sidecar(compute_capability="any", hardware_compatible=True)
+    monkeypatch.setattr(stand_in.api.impl, "compute_capability", lambda device: (7, 5))
+    with pytest.raises(IncompatibleModelError, match=r"hardware-compatible.*8\.0.*is 7\.5"):
+        TensorRTBackend(stand_in.engine)
+    assert not any(entry[0] == "deserialize" for entry in stand_in.trt.log)
+    monkeypatch.setattr(stand_in.api.impl, "compute_capability", lambda device: (8, 0))
+    TensorRTBackend(stand_in.engine).close()
+    assert stand_in.trt.log[-1][0] == "deserialize"
+
+
+def test_hardware_compatible_engine_is_refused_on_jetson(stand_in, monkeypatch):
+    import saliq.backends.tensorrt as trt_backend
+
+    stand_in.sidecar(compute_capability="any", hardware_compatible=True)
+    monkeypatch.setattr(trt_backend, "is_tegra", lambda: True)
+    with pytest.raises(IncompatibleModelError, match="does not run on Jetson"):
+        TensorRTBackend(stand_in.engine)
+    assert not any(entry[0] == "deserialize" for entry in stand_in.trt.log)
+    stand_in.sidecar()  # an engine built for this device loads on a Jetson too
+    TensorRTBackend(stand_in.engine).close()
+
+
+def test_backend_releases_contexts_of_ended_threads(stand_in):
+    x = np.random.default_rng(9).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    want = tiny_model(x)["score"]
+    backend = TensorRTBackend(stand_in.engine, max_contexts=3)
+    live_blocks, results = [], []
+
+    def request():  # a server's thread per request
+        results.append(backend.infer({"image": x})["score"])
+        live_blocks.append(len(stand_in.api.impl.live))
+
+    _short_lived_threads(request, rounds=10, per_round=5)
+    assert len(results) == 50 and all(np.allclose(r, want, atol=1e-6) for r in results)
+    per_state = 2 * len(backend.buffer_plan)  # a pinned and a device buffer per tensor
+    assert max(live_blocks) <= 3 * per_state
+    assert stand_in.trt.log.count(("context",)) == 50
+    backend.infer({"image": x})  # the main thread releases what the last threads left
+    assert len(stand_in.api.impl.live) == per_state
+    backend.release_thread()
+    assert stand_in.api.impl.live == {}
     backend.close()

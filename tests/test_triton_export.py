@@ -420,3 +420,63 @@ def test_cli_register(smoke_run, tmp_path, capsys):
     config = parse_pbtxt((tmp_path / "models" / "cli" / "config.pbtxt").read_text())
     assert one(one(config, "instance_group")[0], "kind") == "KIND_CPU"
     assert "tritonserver --model-repository" in capsys.readouterr().out
+
+
+# -- a preprocessing-v2 model (the shipped default: whole frame + native crop views) --------
+
+
+def test_views_model_repository_serves_crop_views(tmp_path, monkeypatch):
+    """The ensemble carries the v2 inputs (crops, crop_weights) from the preprocessing step to
+    the network, with the dims the spec declares, and the network scores what it gets."""
+    import onnxruntime as ort
+
+    import saliq
+
+    default = saliq.load("default")
+    assert default.spec.preprocessing_version == 2  # else this test tests nothing new
+    from saliq.assess import default_model_path
+
+    folder = export_triton(default_model_path("onnx"), tmp_path / "models", max_batch=4)
+    repo = {"root": tmp_path / "models", "folder": folder, "name": folder.name}
+    spec = ModelSpec.from_json(params(_config(repo))[METADATA_KEY])
+    crops, size = spec.view_config["detail_crops"], spec.view_config["crop_size"]
+    network = tensors(_config(repo), "input")
+    assert one(network["crops"], "dims") == [crops, 3, size, size]
+    assert one(network["crop_weights"], "dims") == [crops]
+    pre_outputs = tensors(_config(repo, PREPROCESS_SUFFIX), "output")
+    assert set(pre_outputs) == set(spec.inputs) == set(network)
+    for name, tensor in pre_outputs.items():
+        assert one(tensor, "dims") == one(network[name], "dims"), name
+    ens_outputs = tensors(_config(repo, ENSEMBLE_SUFFIX), "output")
+    assert set(ens_outputs) == set(spec.outputs) and "region_scores" in ens_outputs
+
+    path = folder.parent / (folder.name + PREPROCESS_SUFFIX) / "1" / "model.py"
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _fake_pb_utils())
+    module_spec = importlib.util.spec_from_file_location("_saliq_triton_views", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = _config(repo, PREPROCESS_SUFFIX)
+    model = module.TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(
+                {
+                    "name": one(config, "name"),
+                    "parameters": {k: {"string_value": v} for k, v in params(config).items()},
+                }
+            ),
+            "model_instance_kind": "CPU",
+        }
+    )
+    frames = _photos_bgr(2, size=(640, 360))  # larger than a crop: crops at native scale
+    (response,) = model.execute([_Request(FRAME=frames)])
+    model.finalize()
+    assert response.error is None
+    got = {t.name(): t.as_numpy() for t in response.output_tensors}
+    expected = Preprocessor.from_spec(spec)(list(frames), fmt="BGR")
+    for name in spec.inputs:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"))
+    outs = dict(zip(spec.outputs, session.run(list(spec.outputs), got)))
+    direct = default.backend.infer({n: expected[n] for n in spec.inputs})
+    np.testing.assert_allclose(outs["score"], direct["score"], atol=1e-6)

@@ -332,6 +332,9 @@ class _Recorder:
                 pass
 
         class Cache:
+            def __init__(self, data=b""):
+                self.data = data
+
             def serialize(self):
                 return b"timings"
 
@@ -349,11 +352,15 @@ class _Recorder:
                 rec.calls.append(("profile", profile.shapes))
 
             def create_timing_cache(self, data):
+                # Like TensorRT: None for bytes it cannot parse, a cache otherwise.
                 rec.calls.append(("cache_in", bytes(data)))
-                return Cache()
+                return None if bytes(data).startswith(b"corrupt") else Cache(bytes(data))
 
             def set_timing_cache(self, cache, ignore_mismatch):
-                return True
+                if not isinstance(cache, Cache):
+                    raise TypeError("set_timing_cache(): incompatible function arguments")
+                rec.calls.append(("cache_set", cache.data))
+                return not cache.data.startswith(b"foreign")  # another GPU's timings
 
             def get_timing_cache(self):
                 return Cache()
@@ -494,6 +501,49 @@ def test_version_compatible_build_is_flagged_and_checked_with_consent(
     assert ("flag", "VERSION_COMPATIBLE") in fake.calls
     sidecar = read_sidecar(engine)
     assert sidecar.version_compatible and "--version-compatible" in sidecar.build_command
+
+
+@pytest.mark.parametrize(
+    ("stored", "warning"),
+    [(b"corrupt\x00", "is not a timing cache"), (b"foreign", "does not match this device")],
+)
+def test_unusable_timing_cache_is_rebuilt_with_a_warning(
+    tmp_path, monkeypatch, capsys, tiny_onnx, stored, warning
+):
+    fake = _Recorder("10.3.0")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setitem(sys.modules, "saliq.backends.tensorrt", _fake_backend_module(tiny_onnx, 0))
+    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
+    monkeypatch.setattr(trt_export, "LATENCY_RUNS", 2)
+    monkeypatch.setattr(trt_export, "LATENCY_WARMUP", 1)
+    cache = tmp_path / "trt.cache"
+    cache.write_bytes(stored)
+    engine = trt_export.build_engine(tiny_onnx, tmp_path / "m.engine", timing_cache=cache)
+    assert engine.read_bytes() == b"PLAN"
+    assert warning in capsys.readouterr().err
+    assert fake.calls.count(("cache_set", b"")) == 1  # the build ran with a fresh cache
+    assert cache.read_bytes() == b"timings"  # and the unusable file was replaced
+
+
+def test_hardware_compatible_is_refused_on_jetson(tmp_path, monkeypatch, tiny_onnx):
+    jetson = tmp_path / "jetson"
+    (jetson / "proc/device-tree").mkdir(parents=True)
+    (jetson / "proc/device-tree/compatible").write_bytes(b"nvidia,p3768-0000\x00nvidia,tegra234")
+    assert trt_export.is_tegra(jetson)
+    (jetson / "proc/device-tree/compatible").write_bytes(b"raspberrypi,5-model-b\x00brcm,bcm2712")
+    assert not trt_export.is_tegra(jetson)
+    (jetson / "etc").mkdir()
+    (jetson / "etc/nv_tegra_release").write_text("# R36 (release), REVISION: 4.0\n")
+    assert trt_export.is_tegra(jetson)
+    assert not trt_export.is_tegra(tmp_path / "empty")
+
+    monkeypatch.setitem(sys.modules, "tensorrt", _Recorder("10.3.0"))
+    monkeypatch.setattr(trt_export, "is_tegra", lambda: True)
+    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="not supported by TensorRT on Jetson"):
+        trt_export.build_engine(tiny_onnx, out / "m.engine", hardware_compatible=True)
+    assert not out.exists()
 
 
 def test_hardware_compatible_build_needs_an_ampere_or_newer_gpu(tmp_path, monkeypatch, tiny_onnx):

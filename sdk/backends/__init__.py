@@ -51,12 +51,14 @@ def load_backend(
     device: int = 0,
     cuda_graph: bool = False,
     allow_engine_host_code: bool = False,
+    max_contexts: int | None = None,
 ) -> Backend:
     """Open a model artifact with the requested backend (``auto``: picked from the file).
 
-    ``device``, ``cuda_graph`` and ``allow_engine_host_code`` apply to TensorRT engines (the
-    CUDA device index, whether to replay inference as CUDA graphs, and whether to load a
-    version-compatible engine, which runs host code embedded in the plan).
+    ``device``, ``cuda_graph``, ``allow_engine_host_code`` and ``max_contexts`` apply to
+    TensorRT engines (the CUDA device index, whether to replay inference as CUDA graphs,
+    whether to load a version-compatible engine, which runs host code embedded in the plan,
+    and the most per-thread execution contexts alive at once).
     """
     path = Path(path)
     if backend not in BACKENDS:
@@ -72,6 +74,7 @@ def load_backend(
             device=device,
             cuda_graph=cuda_graph,
             allow_engine_host_code=allow_engine_host_code,
+            max_contexts=max_contexts,
         )
     if chosen == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend

@@ -26,12 +26,24 @@ context and pinned/device buffers (an execution context must never be used by tw
 at once, and sharing buffers would let threads overwrite each other's batches). Buffers are
 sized once for the optimisation profile's largest batch, so steady-state inference allocates
 nothing; bigger batches are run in chunks, smaller than the profile's minimum are padded.
+A thread's state is released when the thread ends, or by ``release_thread()``, and
+``max_contexts`` caps how many exist at once (:class:`PerThread`).
+
+Shapes and CUDA graphs: ``set_input_shape`` is called only when the batch changes (as
+Polygraphy's runner does), and a graph is captured or replayed only when the context's last
+plain enqueue ran at the same shape: after every shape change TensorRT's first enqueue does
+shape-dependent setup, which must neither be captured nor skipped (trtexec enqueues once
+before capturing for the same reason).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 import warnings
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +51,14 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
+from ..device_info import is_tegra
 from ..engine_sidecar import check_compatible, check_host_code_allowed, read_sidecar
-from ..errors import BackendUnavailableError, InvalidImageError, ModelFormatError
+from ..errors import (
+    BackendUnavailableError,
+    IncompatibleModelError,
+    InvalidImageError,
+    ModelFormatError,
+)
 from .base import Backend
 
 if TYPE_CHECKING:  # typing only: the runtime import stays lazy
@@ -54,6 +72,8 @@ TENSORRT_HINT = (
     'pip install "tensorrt-cu12<11" (or TensorRT 11)'
 )
 SUPPORTED_IO_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+# TensorRT's HardwareCompatibilityLevel.AMPERE_PLUS: such plans run on compute capability 8.0+.
+HARDWARE_COMPATIBLE_MIN_CAPABILITY = (8, 0)
 
 
 def _require_tensorrt() -> None:
@@ -192,45 +212,196 @@ def batch_chunks(total: int, min_batch: int, max_batch: int) -> list[tuple[int, 
     return chunks
 
 
+def check_hardware_compatible_load(
+    sidecar_compute_capability: str,
+    hardware_compatible: bool,
+    compute_capability: str,
+    engine: str | Path,
+    rebuild: str,
+    tegra: bool = False,
+) -> None:
+    """Refuse a hardware-compatible (Ampere-plus) engine on a GPU older than compute 8.0, or
+    on a Jetson (TensorRT supports hardware compatibility on discrete GPUs only).
+
+    The sidecar's GPU check lets such an engine through on any GPU, and TensorRT would
+    otherwise fail inside deserialisation with a less helpful message.
+    """
+    if not (hardware_compatible or sidecar_compute_capability == "any"):
+        return
+    if tegra:
+        raise IncompatibleModelError(
+            f"{engine}: a hardware-compatible engine (--hardware-compatible) does not run on "
+            f"Jetson; build one on this device without --hardware-compatible: {rebuild}"
+        )
+    major, _, minor = compute_capability.partition(".")
+    if (int(major), int(minor or 0)) < HARDWARE_COMPATIBLE_MIN_CAPABILITY:
+        need = ".".join(map(str, HARDWARE_COMPATIBLE_MIN_CAPABILITY))
+        raise IncompatibleModelError(
+            f"{engine}: a hardware-compatible engine (--hardware-compatible, Ampere and newer) "
+            f"needs a GPU of compute capability {need} or newer, this GPU is "
+            f"{compute_capability}; rebuild it on this device without --hardware-compatible: "
+            f"{rebuild}"
+        )
+
+
 T = TypeVar("T")
+_POLL_S = 0.01  # how often a thread waiting for a free state looks for ended threads
+
+
+class _Token:
+    """Lives in a thread's ``threading.local``: it dies with the thread, and says so."""
+
+    __slots__ = ("key", "__weakref__")
+
+    def __init__(self, key: int) -> None:
+        self.key = key
 
 
 class PerThread(Generic[T]):
-    """One lazily created ``T`` per calling thread, all released together by ``close_all``."""
+    """One lazily created ``T`` per calling thread, released when the thread no longer needs it.
 
-    def __init__(self, factory: Callable[[], T], closer: Callable[[T], None]) -> None:
+    ``get()`` returns the calling thread's item, made by ``factory`` on first use. An item is
+    released (``closer`` runs) when:
+
+    * its thread has ended: noticed through a token in the thread's ``threading.local`` (its
+      finalizer only records the key; CPython drops a thread's locals when it ends) and, for
+      threads started by ``threading``, ``is_alive()``. The closing itself is deferred to the
+      next ``get()`` of any thread, ``reap()`` or ``close_all()``, never run inside a finalizer
+      (which may fire during garbage collection in any thread, holding any lock);
+    * the thread calls ``release_thread()`` (long-lived pool threads done with the model);
+    * ``close_all()`` releases everything, once, at the end.
+
+    ``max_items`` (None: no cap) bounds how many items exist at once: a thread needing a new
+    one waits, releasing ended threads' items meanwhile, up to ``wait_s`` seconds, then raises
+    TimeoutError. So a server with a thread per request holds at most as many items as threads
+    run at once (and ``max_items``), not one per thread it ever ran. ``len()`` counts the items
+    held, including those of ended threads not yet reaped.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], T],
+        closer: Callable[[T], None],
+        max_items: int | None = None,
+        wait_s: float = 60.0,
+    ) -> None:
+        if max_items is not None and max_items < 1:
+            raise ValueError(f"max_contexts must be None or >= 1, got {max_items}")
         self._factory, self._closer = factory, closer
+        self._max, self._wait_s = max_items, float(wait_s)
         self._local = threading.local()
-        self._all: list[T] = []
-        self._lock = threading.Lock()
+        self._items: dict[int, tuple[T, threading.Thread]] = {}
+        self._dead: deque[int] = deque()  # keys of ended threads (appended by finalizers)
+        self._keys = itertools.count()
+        self._lock = threading.Condition()
+        self._making = 0  # items being made, counted against the cap
         self._closed = False
 
     def get(self) -> T:
         item = getattr(self._local, "item", None)
-        if item is None:
-            if self._closed:
-                raise RuntimeError("the backend was closed")
+        if item is not None:
+            if self._dead:  # cheap; lets a busy long-lived thread release ended ones
+                self.reap()
+            return item
+        self._reserve()
+        try:
             item = self._factory()
+        except BaseException:
             with self._lock:
-                self._all.append(item)
-            self._local.item = item
+                self._making -= 1
+                self._lock.notify_all()
+            raise
+        key = next(self._keys)
+        token = _Token(key)
+        weakref.finalize(token, self._dead.append, key)  # no reference to self: no cycle
+        with self._lock:
+            self._making -= 1
+            closed = self._closed
+            if not closed:
+                self._items[key] = (item, threading.current_thread())
+        if closed:
+            self._closer(item)
+            raise RuntimeError("the backend was closed")
+        self._local.token, self._local.item = token, item
         return item
 
+    def _reserve(self) -> None:
+        """Count a new item against the cap, waiting (and reaping) while the cap is reached."""
+        deadline = time.monotonic() + self._wait_s
+        while True:
+            self.reap()
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("the backend was closed")
+                if self._max is None or len(self._items) + self._making < self._max:
+                    self._making += 1
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"all {self._max} execution contexts are held by live threads "
+                        f"(max_contexts={self._max}) and none was freed in {self._wait_s:g} s: "
+                        "call release_thread() in threads done with this model, or raise "
+                        "max_contexts"
+                    )
+                # Woken by release_thread(); ended threads are noticed by polling, because
+                # their finalizers must not take this lock.
+                self._lock.wait(min(remaining, _POLL_S))
+
+    def reap(self) -> int:
+        """Release the items of threads that have ended; returns how many."""
+        with self._lock:
+            keys = set()
+            while self._dead:
+                keys.add(self._dead.popleft())
+            keys.update(key for key, (_, thread) in self._items.items() if not _alive(thread))
+            items = [self._items.pop(key)[0] for key in keys if key in self._items]
+            if items:
+                self._lock.notify_all()
+        self._close_items(items)
+        return len(items)
+
+    def release_thread(self) -> bool:
+        """Release the calling thread's item now; False if it had none."""
+        token = getattr(self._local, "token", None)
+        if token is None:
+            return False
+        del self._local.token, self._local.item
+        with self._lock:
+            entry = self._items.pop(token.key, None)
+            self._lock.notify_all()
+        if entry is None:
+            return False
+        self._closer(entry[0])
+        return True
+
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._items)
 
     def close_all(self) -> None:
         with self._lock:
-            items, self._all, self._closed = self._all, [], True
+            items = [item for item, _ in self._items.values()]
+            self._items, self._closed = {}, True
+            self._lock.notify_all()
+        self._local = threading.local()
+        self._close_items(items)
+
+    def _close_items(self, items: list[T]) -> None:
         errors = []
         for item in items:
             try:
                 self._closer(item)
             except Exception as exc:  # release the rest; report the first failure after
                 errors.append(exc)
-        self._local = threading.local()
         if errors:
             raise errors[0]
+
+
+def _alive(thread: threading.Thread) -> bool:
+    try:
+        return thread.is_alive()
+    except RuntimeError:  # a dummy thread (started outside threading): its token tells
+        return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,8 +416,11 @@ class _ThreadState:
     host: dict[str, PinnedBuffer]
     device: dict[str, DeviceBuffer]
     graphs: dict[int, CudaGraph] = field(default_factory=dict)
-    warmed: set[int] = field(default_factory=set)  # batch sizes run once without a graph
     graph_failed: set[int] = field(default_factory=set)
+    shape_batch: int | None = None  # the batch the context's input shapes are set to
+    # The batch of the context's last plain (not captured) enqueue since the shapes were last
+    # set; a graph may be captured or replayed only at that batch.
+    enqueued_batch: int | None = None
 
 
 _LOGGER: trt.Logger | None = None
@@ -300,9 +474,18 @@ def read_io_specs(engine: trt.ICudaEngine) -> list[IOSpec]:
 class TensorRTBackend(Backend):
     """A saliq TensorRT engine on CUDA device ``device``.
 
-    ``cuda_graph=True`` replays each batch size's inference as a CUDA graph (captured on
-    its second call, after TensorRT's first run has done its lazy allocations), which removes
-    most per-launch CPU overhead on small Jetson CPUs. Needs cuda-python.
+    ``cuda_graph=True`` replays each batch size's inference as a CUDA graph, which removes
+    most per-launch CPU overhead on small Jetson CPUs. Needs cuda-python. A graph is captured,
+    and later replayed, only right after a plain run at the same batch size on that context
+    (TensorRT's shape-dependent setup runs in the first enqueue after a shape change), so
+    repeated batch sizes replay and alternating ones run plainly.
+
+    Each calling thread gets its own execution context, stream and buffers (activation memory
+    plus pinned and device buffers for the profile's largest batch). They are released when
+    the thread ends (at the next inference of any thread, or ``close()``), or at once by
+    ``release_thread()``; ``max_contexts`` caps how many exist at once (a thread needing
+    another waits for one to be released, up to a minute, then TimeoutError), for servers
+    with many threads on small-memory devices such as Jetson.
 
     ``allow_engine_host_code=True`` lets a version-compatible engine load: such a plan embeds
     TensorRT's lean runtime, host code that TensorRT executes while deserializing, so (like
@@ -318,6 +501,7 @@ class TensorRTBackend(Backend):
         cuda_graph: bool = False,
         cuda_impl: str | None = None,
         allow_engine_host_code: bool = False,
+        max_contexts: int | None = None,
     ) -> None:
         from ..cuda_memory import cuda_api
 
@@ -339,6 +523,14 @@ class TensorRTBackend(Backend):
         # instead of failing cleanly, so the sidecar decides first.
         check_compatible(sidecar, engine_path, str(trt.__version__), capability)
         rebuild = sidecar.build_command or "saliq export trt <model.onnx>"
+        check_hardware_compatible_load(
+            sidecar.compute_capability,
+            sidecar.hardware_compatible,
+            capability,
+            engine_path,
+            rebuild,
+            tegra=is_tegra(),
+        )
         check_host_code_allowed(sidecar, engine_path, allow_engine_host_code)
 
         runtime = trt.Runtime(_logger())
@@ -368,7 +560,9 @@ class TensorRTBackend(Backend):
         self.buffer_plan = plan_buffers(self.io_specs, self.max_batch)
         self._input_dtypes = {s.name: s.dtype for s in self.io_specs if s.is_input}
         self._context_lock = threading.Lock()
-        self._threads: PerThread[_ThreadState] = PerThread(self._new_state, self._close_state)
+        self._threads: PerThread[_ThreadState] = PerThread(
+            self._new_state, self._close_state, max_items=max_contexts
+        )
 
     # -- per-thread state ---------------------------------------------------------------------
 
@@ -399,6 +593,13 @@ class TensorRTBackend(Backend):
         return _ThreadState(stream, context, host, device)
 
     def _close_state(self, state: _ThreadState) -> None:
+        from ..cuda_memory import CudaError
+
+        try:
+            # A thread that ended mid-call may have left work queued on its stream.
+            state.stream.synchronize()
+        except CudaError:
+            pass  # a broken stream: free the rest anyway
         for graph in state.graphs.values():
             graph.close()
         state.graphs.clear()
@@ -417,6 +618,17 @@ class TensorRTBackend(Backend):
         self._api.set_device(self.device_index)
         return self._threads.get()
 
+    def release_thread(self) -> None:
+        """Free the calling thread's execution context, stream and buffers now.
+
+        For long-lived threads (a pool) done with this model; a later call from the thread
+        makes new ones. Threads that end are released without this.
+        """
+        if self._engine is None:
+            return
+        self._api.set_device(self.device_index)
+        self._threads.release_thread()
+
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Host (numpy) inputs, already validated by ``Backend.infer``."""
         total = next(iter(inputs.values())).shape[0]
@@ -432,17 +644,27 @@ class TensorRTBackend(Backend):
             results.append(self._execute_and_fetch(state, count, padded))
         return _concat(results)
 
-    def infer_device(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Run on inputs already in GPU memory (``__cuda_array_interface__`` or DLPack).
+    def infer_device(self, inputs: Mapping[str, Any], stream: Any = None) -> dict[str, np.ndarray]:
+        """Run on inputs already in GPU memory (DLPack or ``__cuda_array_interface__``).
 
         The arrays must be C-contiguous ``[N, ...]`` of the engine's input dtype. They are
         copied device-to-device into this thread's fixed input buffers (no host round trip),
         which keeps tensor addresses fixed for CUDA graphs. Unlike ``infer`` this does not
         scan for NaN/inf (that would need the data on the host).
-        """
-        from ..cuda_memory import device_array_view
 
+        Ordering: ``stream`` is the stream that wrote the inputs (an int ``cudaStream_t``, or a
+        torch/CuPy/saliq stream; 0 means the legacy default stream), e.g. the one passed to
+        ``Preprocessor.cuda(..., stream=s, out=...)``; the copies wait for the work queued on
+        it. Without it, DLPack exporters (PyTorch, CuPy, JAX) order their *current* stream
+        before the copies, and an interface without a ``stream`` entry is ordered after the
+        legacy default stream (``saliq.cuda_memory`` states the rule). Work on any other
+        stream must be named with ``stream``.
+        """
+        from ..cuda_memory import device_array_view, stream_handle
+
+        producer = stream_handle(stream)  # first: a bad argument costs no thread state
         state = self._state()
+        state.stream.wait_external(producer)
         views = {}
         for name in self.spec.inputs:
             if name not in inputs:
@@ -460,8 +682,10 @@ class TensorRTBackend(Backend):
         batch = self.check_shapes({name: tuple(view.shape) for name, view in views.items()})
         if not batch:
             raise InvalidImageError(f"{self.name}: empty batch")
-        for view in views.values():
-            state.stream.wait_external(view.stream)  # the producer may still be writing
+        # The producers may still be writing: one wait per distinct stream, before any copy.
+        for producer_stream in dict.fromkeys(view.stream for view in views.values()):
+            if producer_stream != producer:
+                state.stream.wait_external(producer_stream)
         results = []
         for start, count, padded in batch_chunks(batch, self.min_batch, self.max_batch):
             for name, view in views.items():
@@ -477,13 +701,7 @@ class TensorRTBackend(Backend):
     def _execute_and_fetch(
         self, state: _ThreadState, count: int, padded: int
     ) -> dict[str, np.ndarray]:
-        for name in self.spec.inputs:
-            shape = (padded, *self.buffer_plan[name].shape[1:])
-            if not state.context.set_input_shape(name, shape):
-                raise InvalidImageError(
-                    f"{self.name}: TensorRT refused input shape {shape} for {name!r} "
-                    f"(profile batch {self.min_batch}..{self.max_batch})"
-                )
+        self._set_batch(state, padded)
         self._execute(state, padded)
         fetched = {}
         for name in self.spec.outputs:
@@ -499,19 +717,30 @@ class TensorRTBackend(Backend):
         # Copy out of the pinned buffers: they are reused by this thread's next call.
         return {name: host[:count].astype(np.float32) for name, host in fetched.items()}
 
+    def _set_batch(self, state: _ThreadState, batch: int) -> None:
+        """Set the context's input shapes to ``batch``, only when they change."""
+        if state.shape_batch == batch:
+            return
+        state.shape_batch = state.enqueued_batch = None  # unknown until every input is set
+        for name in self.spec.inputs:
+            shape = (batch, *self.buffer_plan[name].shape[1:])
+            if not state.context.set_input_shape(name, shape):
+                raise InvalidImageError(
+                    f"{self.name}: TensorRT refused input shape {shape} for {name!r} "
+                    f"(profile batch {self.min_batch}..{self.max_batch})"
+                )
+        state.shape_batch = batch
+
     def _execute(self, state: _ThreadState, batch: int) -> None:
-        if not self.cuda_graph or batch in state.graph_failed:
+        if not self.cuda_graph or batch in state.graph_failed or state.enqueued_batch != batch:
+            # The first enqueue after a shape change does TensorRT's shape-dependent setup
+            # (and deferred allocations), which a graph must neither capture nor skip.
             self._enqueue(state)
+            state.enqueued_batch = batch
             return
         graph = state.graphs.get(batch)
         if graph is not None:
             graph.launch(state.stream)
-            return
-        if batch not in state.warmed:
-            # The first run lets TensorRT do its deferred allocations and shape-dependent
-            # setup, which must not happen inside a capture.
-            self._enqueue(state)
-            state.warmed.add(batch)
             return
         try:
             with self._api.capture(state.stream) as captured:
@@ -549,12 +778,14 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 __all__ = [
+    "HARDWARE_COMPATIBLE_MIN_CAPABILITY",
     "TENSORRT_HINT",
     "BufferPlan",
     "IOSpec",
     "PerThread",
     "TensorRTBackend",
     "batch_chunks",
+    "check_hardware_compatible_load",
     "check_io_against_spec",
     "plan_buffers",
     "profile_batch_range",

@@ -6,12 +6,17 @@ twin are the real sources, built with SALIQ_WITH_CUDA. So ``preprocess_cuda`` ru
 bindings, the real launcher (``run()``: buffers, tables, staging, launch geometry, copies)
 and the real kernels. With AddressSanitizer, an out-of-bounds read or write anywhere in them
 stops the process with a report, which is what compute-sanitizer's memcheck does on a GPU.
+The module also exports the stand-in's switches and its ordered log of stream-ordered calls
+(emulation_log.cpp; read with ctypes, see ``EmulatorLog``). It is built for the compute
+capabilities ``ARCHS`` as setup.py would pass them (``-DSALIQ_CUDA_ARCHS``): a list unlike
+setup.py's, so a test can tell that the "no kernel for this GPU" message comes from the define.
 
     python tests/cuda_emulation/build.py OUT_DIR [--asan]
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
 import subprocess
@@ -24,6 +29,9 @@ CSRC = REPO / "csrc"
 HERE = Path(__file__).resolve().parent
 LAUNCH = re.compile(r"(\w+)<<<(.*?)>>>\((.*?)\);", re.S)
 KERNEL = re.compile(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\(")
+# What the emulated build says it was compiled for, in setup.py's define form (_nvcc_arch_flags
+# there): deliberately not setup.py's default list.
+ARCHS = ("75", "80", "90a")
 
 
 def _kernels_that_sync(source: str) -> set[str]:
@@ -43,7 +51,8 @@ def emulated_source(cu_text: str) -> str:
     def launch(match: re.Match) -> str:
         name, config, args = match.group(1), match.group(2), match.group(3)
         sync = "true" if name in syncing else "false"
-        return f"saliq_emu::launch<{sync}>({name}, saliq_emu::LaunchConfig{{{config}}}, {args});"
+        cfg = f'saliq_emu::LaunchConfig{{{config}}}.named("{name}")'
+        return f"saliq_emu::launch<{sync}>({name}, {cfg}, {args});"
 
     out, count = LAUNCH.subn(launch, cu_text)
     if count == 0 or "<<<" in out:
@@ -81,6 +90,7 @@ def build(out_dir: Path, asan: bool = False) -> Path:
     suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
     target = out_dir / f"_preproc{suffix}"
     flags = ["-std=c++20", "-O1", "-g", "-fPIC", "-shared", "-pthread", "-DSALIQ_WITH_CUDA"]
+    flags.append(f"-DSALIQ_CUDA_ARCHS={'_'.join(ARCHS)}")
     if asan:
         flags += ["-fsanitize=address", "-fno-omit-frame-pointer"]
     includes = [
@@ -90,11 +100,33 @@ def build(out_dir: Path, asan: bool = False) -> Path:
         f"-I{sysconfig.get_paths()['include']}",
     ]
     sources = [str(CSRC / "bindings.cpp"), str(CSRC / "preproc_cpu.cpp"), str(generated)]
+    sources.append(str(HERE / "emulation_log.cpp"))
     cmd = ["g++", *flags, *includes, *sources, "-o", str(target)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"emulated build failed:\n{' '.join(cmd)}\n{result.stderr[-4000:]}")
     return target
+
+
+class EmulatorLog:
+    """The stand-in's switches and ordered log in a process that has loaded the built module."""
+
+    def __init__(self, module_path: str | Path) -> None:
+        # dlopen of the loaded file returns the same handle: the extension's own state.
+        self._lib = ctypes.CDLL(str(module_path))
+        self._lib.saliq_emu_log.restype = ctypes.c_char_p
+
+    def lines(self) -> list[str]:
+        return self._lib.saliq_emu_log().decode().splitlines()
+
+    def clear(self) -> None:
+        self._lib.saliq_emu_clear_log()
+
+    def set_pools_supported(self, supported: bool) -> None:
+        self._lib.saliq_emu_set_pools_supported(int(supported))
+
+    def set_kernels_missing(self, missing: bool, major: int = 0, minor: int = 0) -> None:
+        self._lib.saliq_emu_set_kernels_missing(int(missing), major, minor)
 
 
 if __name__ == "__main__":
