@@ -108,8 +108,17 @@ TINY = {
     },
     # another backbone family through the same builder (torchvision layout, ImageNet mean/std)
     "sgdnet_resnet18": {"backbone": "resnet18", "feature_dim": 32, "hidden": [16]},
+    "transla": {"backbone": "efficientnet_lite0", "feature_dim": 32, "feature_strides": [32]},
+    "transla_none": {
+        "backbone": "efficientnet_lite0",
+        "feature_dim": 32,
+        "feature_strides": [32],
+        "bim": False,
+        "sat": False,
+        "lfe": False,
+    },
 }
-ARCHITECTURE = {"sgdnet_direct": "sgdnet", "sgdnet_resnet18": "sgdnet"}
+ARCHITECTURE = {"sgdnet_direct": "sgdnet", "sgdnet_resnet18": "sgdnet", "transla_none": "transla"}
 CASES = sorted({*TINY, *list_models()})
 
 

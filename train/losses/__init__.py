@@ -20,13 +20,18 @@ from .functional import (
 )
 from .sgdnet import SGDNetLoss, sgdnet_loss_config
 from .terms import TERMS, LossTerm
+from .transla import BIM, bim_loss
+
+TERMS[BIM.name] = BIM  # TranSLA's BIM term lives in its own file; registered here, explicitly
 
 __all__ = [
+    "BIM",
     "TERMS",
     "CompositeLoss",
     "LossContext",
     "LossTerm",
     "SGDNetLoss",
+    "bim_loss",
     "build_loss",
     "build_term",
     "correlation",

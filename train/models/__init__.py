@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 
-from . import backbones, efficientnet_lite, resnet, sgdnet, views  # noqa: F401  (registers)
+from . import (  # noqa: F401  (registers)
+    backbones,
+    efficientnet_lite,
+    resnet,
+    sgdnet,
+    transla,
+    views,
+)
 from .backbones import backbone_config, build_backbone
 from .contract import GraphModule, IQAModel, model_from_spec, model_spec
 from .registry import (
