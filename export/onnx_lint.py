@@ -14,7 +14,9 @@ Three checks, each for both TensorRT targets saliq supports (10.3 = JetPack 6, a
     (procedural scenes at every distortion level) with every intermediate tensor exposed as
     a graph output; any float tensor whose max |value| exceeds ``FP16_ACTIVATION_LIMIT``
     (or a weight beyond the FP16 maximum) is an error, because an FP16 TensorRT engine
-    would overflow or lose it.
+    would overflow or lose it. A LayerNorm written out as separate nodes is a warning
+    (TensorRT runs it as separate FP16 layers; ``TRANSFORMER_OPS`` lists what attention
+    models export to, with sources).
 
 The lint proves compatibility with the *documented* parser support; only building the
 engine with TensorRT (``saliq export trt`` on the device) proves the build itself.
@@ -371,6 +373,73 @@ _TYPED_BY_OUTPUT = {
 # Ops whose first input is not the typed data tensor.
 _UNTYPED = {"If", "Loop", "Scan", "QuantizeLinear", "Cast", "CastLike", "Where"}
 
+# The ops a transformer encoder exports to (torch.onnx, opset 17+), for any saliq model with
+# attention (TReS, TranSLA): op -> (what produces it, its ONNX definition, where the TensorRT
+# parser's support comes from). Each must be supported by both targets (the support columns
+# are SUPPORTED_OPS; tests/test_onnx_lint.py holds every row to them and lints an exported
+# encoder). Attention must be written out (Linear, MatMul, Softmax): torch's fused eval-mode
+# fast path of nn.MultiheadAttention / nn.TransformerEncoderLayer
+# (aten::_native_multi_head_attention, aten::_transformer_encoder_layer_fwd) has no ONNX export.
+_ONNX_OPS = "https://github.com/onnx/onnx/blob/main/docs/Operators.md#"
+_PARSER = "onnx-tensorrt docs/operators.md (TABLE_SOURCES)"
+TRANSFORMER_OPS: dict[str, tuple[str, str, str]] = {
+    "MatMul": (
+        "Q K^T and weights x V on [B, heads, L, d'] (batched); nn.Linear on [B, L, d] tokens",
+        _ONNX_OPS + "MatMul",
+        _PARSER,
+    ),
+    "Gemm": ("nn.Linear on 2-D input (pooled tokens, heads)", _ONNX_OPS + "Gemm", _PARSER),
+    "Softmax": (
+        "attention weights over the key axis (opset >= 13: one axis, no 2-D coercion)",
+        _ONNX_OPS + "Softmax",
+        _PARSER,
+    ),
+    "LayerNormalization": (
+        "nn.LayerNorm at opset >= 17: one node, TensorRT's INormalizationLayer, whose precision "
+        "the builder handles (TensorRT >= 8.6)",
+        _ONNX_OPS + "LayerNormalization",
+        _PARSER + "; https://github.com/NVIDIA/TensorRT/issues/2781",
+    ),
+    "ReduceMean": (
+        "LayerNorm written out (opset < 17, or by hand): mean and variance over the last axis",
+        _ONNX_OPS + "ReduceMean",
+        _PARSER,
+    ),
+    "Sub": ("written-out LayerNorm: x - mean", _ONNX_OPS + "Sub", _PARSER),
+    "Pow": ("written-out LayerNorm: (x - mean)^2", _ONNX_OPS + "Pow", _PARSER),
+    "Sqrt": ("written-out LayerNorm: sqrt(var + eps)", _ONNX_OPS + "Sqrt", _PARSER),
+    "Div": ("written-out LayerNorm; exact GELU's x / sqrt(2)", _ONNX_OPS + "Div", _PARSER),
+    "Add": ("residuals, biases, positional encodings", _ONNX_OPS + "Add", _PARSER),
+    "Mul": ("query scaling by d'^-1/2, LayerNorm scale, GELU", _ONNX_OPS + "Mul", _PARSER),
+    "Erf": (
+        "exact GELU below opset 20: x/2 (1 + erf(x / sqrt 2))",
+        _ONNX_OPS + "Erf",
+        _PARSER,
+    ),
+    "Gelu": ("GELU from opset 20 (approximate none | tanh)", _ONNX_OPS + "Gelu", _PARSER),
+    "Tanh": ("tanh-approximated GELU below opset 20", _ONNX_OPS + "Tanh", _PARSER),
+    "Relu": ("the feed-forward activation (DETR, TReS)", _ONNX_OPS + "Relu", _PARSER),
+    "Transpose": (
+        "heads split and merged; token sequence <-> feature map",
+        _ONNX_OPS + "Transpose",
+        _PARSER,
+    ),
+    "Reshape": ("heads split and merged; maps flattened to tokens", _ONNX_OPS + "Reshape", _PARSER),
+    "Split": ("a fused projection chunked into Q, K (and V)", _ONNX_OPS + "Split", _PARSER),
+    "Slice": ("the same chunking, as exported by some opsets", _ONNX_OPS + "Slice", _PARSER),
+    "Concat": ("class tokens prepended; heads or scales joined", _ONNX_OPS + "Concat", _PARSER),
+}
+# A LayerNorm written out as separate nodes runs as separate FP16 layers in TensorRT; its
+# builder then warns "Running layernorm after self-attention in FP16 may cause overflow"
+# (text quoted in https://github.com/NVIDIA/TensorRT/issues/3692); exporting nn.LayerNorm at
+# opset >= 17 (one LayerNormalization node) is the remedy NVIDIA gives in issue 2781.
+DECOMPOSED_LAYERNORM_WARNING = (
+    "LayerNorm written out as ReduceMean/Sub/{square}/ReduceMean nodes (at {node!r}): TensorRT "
+    'runs them as separate FP16 layers and warns "Running layernorm after self-attention in '
+    'FP16 may cause overflow"; export nn.LayerNorm at opset >= 17 (one LayerNormalization '
+    "node) or keep these layers in FP32"
+)
+
 
 class OnnxLintError(SaliqError):
     """The exported graph would not parse, or not run in FP16, on TensorRT 10.3 / 11.x."""
@@ -467,6 +536,7 @@ def lint_onnx(
     _check_graph(model.graph, constants, types, report, counts)
     report.op_counts = dict(sorted(counts.items()))
     _check_types_at_io(model, report)
+    _check_decomposed_layernorm(model.graph, report)
     _check_static_shapes(model, report)
     if check_range:
         _check_weights(model, report)
@@ -670,6 +740,50 @@ def _type_problems(node, types: dict[str, int]) -> Iterable[str]:
             f"{op} on {name} tensors is not supported by TensorRT {' and '.join(bad)} "
             f"(supported: {', '.join(row[bad[0]])})"
         )
+
+
+def _check_decomposed_layernorm(graph, report: LintReport) -> None:
+    """Warn at each variance of a written-out LayerNorm: ReduceMean(d * d) or ReduceMean(d ^ 2)
+    with d = x - ReduceMean(x) (see DECOMPOSED_LAYERNORM_WARNING)."""
+    from onnx import numpy_helper
+
+    producer = {out: node for node in graph.node for out in node.output if out}
+    constants = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    constants[node.output[0]] = attr.t
+
+    def is_two(name: str) -> bool:
+        tensor = constants.get(name)
+        if tensor is None:
+            return False
+        values = numpy_helper.to_array(tensor)
+        return values.size == 1 and float(values.reshape(-1)[0]) == 2.0
+
+    def centred(name: str) -> bool:  # name = x - ReduceMean(x)
+        sub = producer.get(name)
+        if sub is None or sub.op_type != "Sub" or len(sub.input) < 2:
+            return False
+        mean = producer.get(sub.input[1])
+        return mean is not None and mean.op_type == "ReduceMean" and mean.input[0] == sub.input[0]
+
+    for node in graph.node:
+        if node.op_type != "ReduceMean" or not node.input:
+            continue
+        square = producer.get(node.input[0])
+        if square is None:
+            continue
+        if square.op_type == "Pow" and len(square.input) == 2 and is_two(square.input[1]):
+            kind = "Pow"
+        elif square.op_type == "Mul" and len(square.input) == 2 and len(set(square.input)) == 1:
+            kind = "Mul"
+        else:
+            continue
+        if centred(square.input[0]):
+            label = square.name or square.output[0]
+            report.warnings.append(DECOMPOSED_LAYERNORM_WARNING.format(square=kind, node=label))
 
 
 def _check_types_at_io(model, report: LintReport) -> None:
@@ -905,6 +1019,7 @@ def _check_fp16_range(model, feeds: list[dict[str, np.ndarray]], report: LintRep
     if peaks:
         worst = max(peaks, key=peaks.__getitem__)
         report.max_activation, report.max_activation_tensor = peaks[worst], worst
+    _check_hidden_sums_of_squares(model, peaks, report)
     for name in sorted(nonfinite):
         report.errors.append(
             f"tensor {name!r} is NaN/inf in FP32 already on the verification frames"
@@ -920,3 +1035,25 @@ def _check_fp16_range(model, feeds: list[dict[str, np.ndarray]], report: LintRep
         )
     if len(over) > 10:
         report.errors.append(f"... and {len(over) - 10} more tensors over the FP16 limit")
+
+
+# TensorRT's parser builds ReduceL2 as ReduceSumSquare (an elementwise x * x layer and a SUM
+# reduction) followed by Sqrt: onnx-tensorrt builtin_op_importers.cpp, ReduceL2 and
+# ReduceSumSquare importers (read in the TensorRT 7/8 sources; no 10.x copy was reachable). In
+# an FP16 engine that sum of squares is a tensor of its own, the square of ReduceL2's output.
+HIDDEN_SQUARE_OPS = ("ReduceL2",)
+
+
+def _check_hidden_sums_of_squares(model, peaks: dict[str, float], report: LintReport) -> None:
+    for node in model.graph.node:
+        if node.op_type not in HIDDEN_SQUARE_OPS or not node.output:
+            continue
+        peak = peaks.get(node.output[0])
+        if peak is None or peak * peak <= report.activation_limit:
+            continue
+        report.errors.append(
+            f"{node.op_type} node {node.name or node.output[0]!r}: TensorRT computes it as a sum "
+            f"of squares (then Sqrt), which reaches {peak * peak:.4g} > "
+            f"{report.activation_limit:.4g} on the verification frames; an FP16 engine could "
+            "overflow: divide the input by its max |value| first (the norm direction is unchanged)"
+        )

@@ -108,6 +108,11 @@ TINY = {
     },
     # another backbone family through the same builder (torchvision layout, ImageNet mean/std)
     "sgdnet_resnet18": {"backbone": "resnet18", "feature_dim": 32, "hidden": [16]},
+    "tres": {
+        "backbone": "efficientnet_lite0",
+        "d_model": 32,
+        "views": {"grid_crops": 2, "grid_size": 64},
+    },
     "transla": {"backbone": "efficientnet_lite0", "feature_dim": 32, "feature_strides": [32]},
     "transla_none": {
         "backbone": "efficientnet_lite0",

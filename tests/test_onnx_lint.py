@@ -13,6 +13,7 @@ from saliq.export.onnx_lint import (
     FP16_MAX,
     SUPPORTED_OPS,
     TABLE_SOURCES,
+    TRANSFORMER_OPS,
     TRT_VERSIONS,
     lint_onnx,
 )
@@ -174,3 +175,122 @@ def test_export_refuses_when_lint_fails_and_writes_nothing(smoke_run, tmp_path):
         export_onnx(hot, target)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["hot.safetensors"]
+
+
+# -- transformer encoders (TReS, TranSLA) ---------------------------------------------------
+
+
+def test_transformer_op_rows_are_supported_and_sourced():
+    for op in ("MatMul", "Softmax", "LayerNormalization", "ReduceMean", "Erf", "Gelu"):
+        assert op in TRANSFORMER_OPS, op
+    for op, (role, definition, source) in TRANSFORMER_OPS.items():
+        for version in TRT_VERSIONS:
+            types = SUPPORTED_OPS[op][version]
+            assert types and "FP32" in types and "FP16" in types, (op, version)
+        assert role and definition.endswith("#" + op), op
+        assert "onnx-tensorrt" in source, op
+    assert "TensorRT/issues/2781" in TRANSFORMER_OPS["LayerNormalization"][2]
+
+
+def _attention_block_onnx(tmp_path, opset=17):
+    """A pre-norm encoder layer written out (Linear, MatMul, Softmax, LayerNorm, exact GELU),
+    exported by torch.onnx as saliq's exporter does."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, dim=16, heads=4, tokens=9):
+            super().__init__()
+            self.heads, self.tokens, self.dim = heads, tokens, dim
+            self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+            self.ff = nn.Sequential(nn.Linear(dim, 32), nn.GELU(), nn.Linear(32, dim))
+
+        def forward(self, image):  # [B, 1, tokens, dim]: a 4-D "image" keeps the lint's feeds
+            x = image[:, 0]
+            q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+            split = (-1, self.tokens, self.heads, self.dim // self.heads)
+            q, k, v = (t.reshape(split).transpose(1, 2) for t in (q, k, v))
+            weights = torch.softmax(q @ k.transpose(-2, -1) * (self.dim // self.heads) ** -0.5, -1)
+            x = x + self.out((weights @ v).transpose(1, 2).reshape(-1, self.tokens, self.dim))
+            return (x + self.ff(self.norm2(x)))[:, None]
+
+    torch.manual_seed(0)
+    path = tmp_path / "block.onnx"
+    example = torch.rand(2, 1, 9, 16)
+    with torch.no_grad():
+        torch.onnx.export(
+            Block().eval(),
+            (example,),
+            str(path),
+            input_names=["image"],
+            output_names=["out"],
+            opset_version=opset,
+            dynamic_axes={"image": {0: "batch"}, "out": {0: "batch"}},
+            dynamo=False,
+        )
+    feeds = {"image": np.random.default_rng(0).normal(0, 1, (2, 1, 9, 16)).astype(np.float32)}
+    return path, feeds
+
+
+def test_exported_attention_block_lints_clean(tmp_path):
+    path, feeds = _attention_block_onnx(tmp_path)
+    report = lint_onnx(path, frames=feeds)
+    assert report.ok, report.format()
+    for op in ("MatMul", "Softmax", "LayerNormalization", "Erf", "Transpose", "Reshape"):
+        assert report.op_counts.get(op, 0) > 0, (op, report.op_counts)
+    plumbing = {"Constant", "Gather", "Shape", "Unsqueeze", "Identity"}  # shapes, the wrapper
+    assert set(report.op_counts) <= set(TRANSFORMER_OPS) | plumbing, report.op_counts
+    assert not any("LayerNorm written out" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("square", ["Pow", "Mul"])
+def test_written_out_layernorm_warns_with_tensorrt_message(square):
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    eps = helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-5])
+    nodes = [
+        helper.make_node("ReduceMean", ["image"], ["mean"], axes=[-1], keepdims=1),
+        helper.make_node("Sub", ["image", "mean"], ["centred"]),
+        helper.make_node(
+            square, ["centred", "two" if square == "Pow" else "centred"], ["sq"], name="square"
+        ),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[-1], keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"]),
+        helper.make_node("Sqrt", ["var_eps"], ["std"]),
+        helper.make_node("Div", ["centred", "std"], ["normed"]),
+    ]
+    out = helper.make_tensor_value_info("normed", TensorProto.FLOAT, ["batch", 3, 32, 32])
+    report = lint_onnx(_model(nodes, [_image_input()], [out], [two, eps]), frames=_feeds())
+    assert report.ok, report.format()  # a warning: TensorRT builds it, in FP16
+    warned = [w for w in report.warnings if "LayerNorm written out" in w]
+    assert len(warned) == 1 and "'square'" in warned[0], report.warnings
+    assert "Running layernorm after self-attention in FP16" in warned[0]
+    assert "opset >= 17" in warned[0]
+
+
+def test_plain_variance_of_another_tensor_does_not_warn():
+    """ReduceMean(x * x) without centring is a second moment, not a LayerNorm."""
+    nodes = [
+        helper.make_node("Mul", ["image", "image"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["m2"], axes=[-1], keepdims=1),
+    ]
+    out = helper.make_tensor_value_info("m2", TensorProto.FLOAT, ["batch", 3, 32, 1])
+    report = lint_onnx(_model(nodes, [_image_input()], [out]), frames=_feeds())
+    assert report.ok and not report.warnings, report.format()
+
+
+@pytest.mark.parametrize(("factor", "ok"), [(100.0, False), (10.0, True)])
+def test_reduce_l2_sum_of_squares_is_range_checked(factor, ok):
+    """TensorRT builds ReduceL2 as a sum of squares: 3 channels of |x| <= 100 reach 3e4."""
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [factor])
+    nodes = [
+        helper.make_node("Mul", ["image", "scale"], ["scaled"]),
+        helper.make_node("ReduceL2", ["scaled"], ["norm"], axes=[1], keepdims=1, name="norm"),
+    ]
+    out = helper.make_tensor_value_info("norm", TensorProto.FLOAT, ["batch", 1, 32, 32])
+    report = lint_onnx(_model(nodes, [_image_input()], [out], [scale]), frames=_feeds())
+    assert report.max_activation < FP16_ACTIVATION_LIMIT  # every tensor itself is in range
+    hidden = [e for e in report.errors if "sum of squares" in e]
+    assert report.ok == ok and bool(hidden) == (not ok), report.format()
+    if hidden:
+        assert "'norm'" in hidden[0] and "max |value|" in hidden[0]

@@ -29,7 +29,17 @@ from saliq.preprocess import Preprocessor
 from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution, label_distribution
 from .saliency_targets import fixation_density
 
-INPUT_NAMES = ("image", "gradient", "prior")
+INPUT_NAMES = (
+    "image",
+    "gradient",
+    "prior",
+    "crops",
+    "crop_gradient",
+    "crop_boxes",
+    "crop_weights",
+    "grid",
+    "grid_boxes",
+)
 TARGET_NAMES = ("score", "score_dist", "saliency")
 BOOKKEEPING_KEYS = ("level", "type_index", "photo_index")
 # What the v1 trainer consumed; the default of datasets built without a spec.

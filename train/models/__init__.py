@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (registers)
     resnet,
     sgdnet,
     transla,
+    tres,
     views,
 )
 from .backbones import backbone_config, build_backbone
