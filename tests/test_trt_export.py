@@ -437,16 +437,21 @@ def _fake_backend_module(onnx_path: Path, noise: float):
     return module
 
 
+def _install_fakes(monkeypatch, fake: _Recorder, onnx_path: Path) -> None:
+    """A build on the fake TensorRT, on an Orin-class GPU, with a 2-run latency measurement."""
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setitem(sys.modules, "saliq.backends.tensorrt", _fake_backend_module(onnx_path, 0))
+    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
+    monkeypatch.setattr(trt_export, "LATENCY_RUNS", 2)
+    monkeypatch.setattr(trt_export, "LATENCY_WARMUP", 1)
+
+
 @pytest.mark.parametrize("version", ["10.3.0", "11.0.0"])
 def test_build_engine_writes_engine_and_sidecar(tmp_path, monkeypatch, tiny_onnx, version):
     from saliq.engine_sidecar import read_sidecar, sha256_file
 
     fake = _Recorder(version)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setitem(sys.modules, "saliq.backends.tensorrt", _fake_backend_module(tiny_onnx, 0))
-    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
-    monkeypatch.setattr(trt_export, "LATENCY_RUNS", 2)
-    monkeypatch.setattr(trt_export, "LATENCY_WARMUP", 1)
+    _install_fakes(monkeypatch, fake, tiny_onnx)
     cache = tmp_path / "caches" / "trt.cache"
     engine = trt_export.build_engine(
         tiny_onnx, tmp_path / "m.engine", max_batch=4, opt_batch=2, timing_cache=cache
@@ -490,11 +495,7 @@ def test_version_compatible_build_is_flagged_and_checked_with_consent(
     from saliq.engine_sidecar import read_sidecar
 
     fake = _Recorder("10.3.0")
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setitem(sys.modules, "saliq.backends.tensorrt", _fake_backend_module(tiny_onnx, 0))
-    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
-    monkeypatch.setattr(trt_export, "LATENCY_RUNS", 2)
-    monkeypatch.setattr(trt_export, "LATENCY_WARMUP", 1)
+    _install_fakes(monkeypatch, fake, tiny_onnx)
     # The parity run loads the fresh plan: the fake backend refuses it without consent, so a
     # pass proves the exporter vouches for the plan it has just built.
     engine = trt_export.build_engine(tiny_onnx, tmp_path / "m.engine", version_compatible=True)
@@ -511,11 +512,7 @@ def test_unusable_timing_cache_is_rebuilt_with_a_warning(
     tmp_path, monkeypatch, capsys, tiny_onnx, stored, warning
 ):
     fake = _Recorder("10.3.0")
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setitem(sys.modules, "saliq.backends.tensorrt", _fake_backend_module(tiny_onnx, 0))
-    monkeypatch.setattr(trt_export, "device_compute_capability", lambda: "8.7")
-    monkeypatch.setattr(trt_export, "LATENCY_RUNS", 2)
-    monkeypatch.setattr(trt_export, "LATENCY_WARMUP", 1)
+    _install_fakes(monkeypatch, fake, tiny_onnx)
     cache = tmp_path / "trt.cache"
     cache.write_bytes(stored)
     engine = trt_export.build_engine(tiny_onnx, tmp_path / "m.engine", timing_cache=cache)

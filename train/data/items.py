@@ -25,21 +25,13 @@ import torch
 
 from saliq.errors import ConfigError
 from saliq.preprocess import Preprocessor
+from saliq.spec import PREPROCESSING_OUTPUTS
 
 from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution, label_distribution
 from .saliency_targets import fixation_density
 
-INPUT_NAMES = (
-    "image",
-    "gradient",
-    "prior",
-    "crops",
-    "crop_gradient",
-    "crop_boxes",
-    "crop_weights",
-    "grid",
-    "grid_boxes",
-)
+# Every tensor a preprocessing version produces, in the spec's order (sdk/spec.py's table).
+INPUT_NAMES = tuple(dict.fromkeys(n for table in PREPROCESSING_OUTPUTS.values() for n in table))
 TARGET_NAMES = ("score", "score_dist", "saliency")
 BOOKKEEPING_KEYS = ("level", "type_index", "photo_index")
 # What the v1 trainer consumed; the default of datasets built without a spec.
