@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "PyTorch .pth/.pt weights -> .safetensors (the only pickle saliq reads)",
         "register_convert_weights",
     ),
+    "ablate": (
+        "train every ablation row of a model family (configs/FAMILY/) and write one table",
+        "saliq.train.ablate:register",
+    ),
     "doctor": (
         "report CUDA, GPU, TensorRT, onnxruntime, OpenCV, onnx and torch availability",
         "saliq.doctor:register",
@@ -71,6 +75,7 @@ COMMAND_EXTRAS = {
     "train": "train",
     "evaluate": "train",
     "convert-weights": "train",
+    "ablate": "train",
 }
 
 

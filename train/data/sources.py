@@ -226,7 +226,7 @@ def _synthetic(data_config, spec, preprocessor, seed, common) -> Datasets:
     return Datasets(train, val, splits["test"], names)
 
 
-def _excluded_photos(data_config) -> set[str]:
+def excluded_photos(data_config) -> set[str]:
     if not data_config.exclude_photos_file:
         return set()
     path = Path(data_config.exclude_photos_file)
@@ -248,7 +248,7 @@ def _native(data_config, spec, preprocessor, seed) -> Datasets:
             "data.source=native feeds crop-view models (preprocessing version 2); this model "
             "reads version 1: use data.source=synthetic"
         )
-    excluded = _excluded_photos(data_config)
+    excluded = excluded_photos(data_config)
     splits = content_splits(data_config)
     train_items = [i for i in splits["train"] if i.name not in excluded]
     val_items = [i for i in splits["val"] if i.name not in excluded]
