@@ -123,7 +123,15 @@ TINY = {
         "lfe": False,
     },
 }
-ARCHITECTURE = {"sgdnet_direct": "sgdnet", "sgdnet_resnet18": "sgdnet", "transla_none": "transla"}
+ARCHITECTURE = {
+    "sgdnet_direct": "sgdnet",
+    "sgdnet_resnet18": "sgdnet",
+    "sgdnet_no_saliency": "sgdnet",
+    "transla_none": "transla",
+    "biosiqnet_separate_grid": "biosiqnet",
+    "dualtask_sal_loss": "dualtask",
+    "dualtask_baseline": "dualtask",
+}
 CASES = sorted({*TINY, *list_models()})
 
 

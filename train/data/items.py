@@ -28,11 +28,14 @@ from saliq.preprocess import Preprocessor
 from saliq.spec import PREPROCESSING_OUTPUTS
 
 from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution, label_distribution
+from .saliency_split import SPLIT_THRESHOLD, check_threshold, split_saliency
 from .saliency_targets import fixation_density
 
 # Every tensor a preprocessing version produces, in the spec's order (sdk/spec.py's table).
 INPUT_NAMES = tuple(dict.fromkeys(n for table in PREPROCESSING_OUTPUTS.values() for n in table))
-TARGET_NAMES = ("score", "score_dist", "saliency")
+TARGET_NAMES = ("score", "score_dist", "saliency", "saliency_high", "saliency_low")
+# BioSIQNet: the saliency target split at a threshold of its maximum (data/saliency_split.py)
+SPLIT_TARGETS = ("saliency_high", "saliency_low")
 BOOKKEEPING_KEYS = ("level", "type_index", "photo_index")
 # What the v1 trainer consumed; the default of datasets built without a spec.
 DEFAULT_INPUTS = ("image", "prior")
@@ -56,6 +59,7 @@ class ItemBuilder:
     inputs: tuple[str, ...] = DEFAULT_INPUTS
     targets: tuple[str, ...] = DEFAULT_TARGETS
     dist_sigma: float = DIST_SIGMA
+    saliency_threshold: float = SPLIT_THRESHOLD
 
     def __post_init__(self) -> None:
         # Canonical order and validated names, so every source emits identical key sets.
@@ -66,6 +70,10 @@ class ItemBuilder:
             raise ConfigError(f"saliency size must be positive, got {self.saliency_hw}")
         object.__setattr__(self, "saliency_hw", (h, w))
         label_distribution(0.5, self.dist_sigma)  # validates sigma once, up front
+        try:
+            check_threshold(self.saliency_threshold)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @classmethod
     def for_model(
@@ -124,12 +132,16 @@ class ItemBuilder:
                 else counts_distribution(list(score_counts), "score_counts")
             )
             item["score_dist"] = torch.from_numpy(dist.reshape(SCORE_BINS))
-        if "saliency" in self.targets:
-            item["saliency"] = torch.from_numpy(
-                self._saliency(
-                    out["prior"][0], frame, fixations, fixation_hw, saliency_map, flipped
-                )[None]
+        maps = [t for t in self.targets if t == "saliency" or t in SPLIT_TARGETS]
+        if maps:
+            density = self._saliency(
+                out["prior"][0], frame, fixations, fixation_hw, saliency_map, flipped
             )
+            found = {"saliency": density}
+            if set(maps) & set(SPLIT_TARGETS):
+                found.update(zip(SPLIT_TARGETS, split_saliency(density, self.saliency_threshold)))
+            for name in maps:
+                item[name] = torch.from_numpy(found[name][None])
         for key, value in zip(BOOKKEEPING_KEYS, (level, type_index, photo_index)):
             item[key] = torch.tensor(int(value), dtype=torch.int64)
         return item

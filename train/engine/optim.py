@@ -12,9 +12,11 @@ from ..config import OptimConfig
 def param_groups(model: torch.nn.Module, optim: OptimConfig) -> list[dict]:
     """Backbone parameters at ``lr * backbone_lr_scale``, the rest at ``lr``; frozen ones out."""
     backbone, head = [], []
+    # A model with several pretrained encoders names them all (BioSIQNet's separate encoders).
+    prefixes = tuple(getattr(model, "backbone_prefixes", ("backbone.",)))
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (backbone if name.startswith("backbone.") else head).append(param)
+            (backbone if name.startswith(prefixes) else head).append(param)
     groups = [
         {"params": backbone, "lr": optim.lr * optim.backbone_lr_scale},
         {"params": head, "lr": optim.lr},

@@ -6,6 +6,8 @@ from functools import partial
 
 from . import (  # noqa: F401  (registers)
     backbones,
+    biosiqnet,
+    dualtask,
     efficientnet_lite,
     resnet,
     sgdnet,

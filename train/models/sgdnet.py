@@ -3,10 +3,11 @@
 backbone -> 1x1 conv to ``feature_dim`` (f_raw) -> 1x1 conv saliency head S (ReLU)
 -> f_m = SE(f_raw) * S -> global average pool -> MLP 1024-1024-1 (dropout 0.5) -> score.
 The "direct" variant takes the saliency map as an input (here the preprocessing prior)
-instead of predicting it. Where we differ from the paper (it used ResNet-50 at stride 32):
-f_raw fuses the stride-16 and stride-32 stages so that the predicted saliency map has a
-usable resolution (14x14 at 224x224), and the score passes through a sigmoid so it is in
-[0, 1] by construction.
+instead of predicting it; ``use_saliency=False`` is Table 4's Baseline (no saliency head, no
+weighting: a score-only model), with ``use_se`` its +CA row. Where we differ from the paper
+(it used ResNet-50 at stride 32): f_raw fuses the stride-16 and stride-32 stages so that the
+predicted saliency map has a usable resolution (14x14 at 224x224), and the score passes
+through a sigmoid so it is in [0, 1] by construction.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saliq.errors import ConfigError
 from saliq.preprocess import PRIOR_STRIDE
 
 from .backbones import build_backbone
@@ -40,6 +42,7 @@ class SGDNet(IQAModel):
         dropout: float = 0.5,
         use_se: bool = True,
         direct_saliency: bool = False,
+        use_saliency: bool = True,
         frozen_prefixes: tuple[str, ...] = (),
         freeze_bn: bool = True,
         drop_connect: bool = True,
@@ -61,10 +64,19 @@ class SGDNet(IQAModel):
         channels = [self.backbone.feature_channels[i] for i in self.levels]
         self.fuse = MultiLevelFuse(channels, feature_dim)
         self.se = SqueezeExcite(feature_dim) if use_se else nn.Identity()
+        if direct_saliency and not use_saliency:
+            raise ConfigError(
+                "sgdnet: direct_saliency=true multiplies by the prior, use_saliency=false by "
+                "nothing; set one of them (Table 4: Direct rows or Baseline rows)"
+            )
         self.direct_saliency = direct_saliency
+        self.use_saliency = use_saliency
         # The direct variant reads the saliency map (the preprocessing prior) as an input.
         self.inputs = ("image", "prior") if direct_saliency else ("image",)
-        if not direct_saliency:
+        if not use_saliency:
+            # Table 4's Baseline and +CA rows: no saliency head, no weighting, score only.
+            self.outputs = ("score",)
+        elif not direct_saliency:
             self.saliency_head = nn.Conv2d(feature_dim, 1, 1)
             nn.init.constant_(self.saliency_head.bias, SALIENCY_BIAS_INIT)
         self.head = ScoreMLP(feature_dim, tuple(hidden), dropout)
@@ -72,6 +84,9 @@ class SGDNet(IQAModel):
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feats = self.backbone.forward_features(inputs["image"])
         f_raw = F.relu(self.fuse([feats[i] for i in self.levels]))
+        if not self.use_saliency:
+            pooled = self.se(f_raw).mean((2, 3))
+            return {"score": self.head(pooled), "features": pooled}
         if self.direct_saliency:
             # The prior is at stride 4; a fixed kernel (not an adaptive pool to a traced
             # size) keeps the graph exportable with a dynamic batch.
