@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train every ablation row of a model family (configs/FAMILY/) and write one table",
         "saliq.train.ablate:register",
     ),
+    "explain": (
+        "explain a score: saliency, HiResCAM/GradCAM, gradient maps, region scores (a PNG)",
+        "saliq.train.explain.cli:register",
+    ),
     "doctor": (
         "report CUDA, GPU, TensorRT, onnxruntime, OpenCV, onnx and torch availability",
         "saliq.doctor:register",
@@ -76,6 +80,7 @@ COMMAND_EXTRAS = {
     "evaluate": "train",
     "convert-weights": "train",
     "ablate": "train",
+    "explain": "train",
 }
 
 
