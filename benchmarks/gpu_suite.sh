@@ -3,9 +3,10 @@
 #   bash benchmarks/gpu_suite.sh
 # Builds and installs saliq for the local GPU's arch only, runs the GPU tests, compute-sanitizer
 # memcheck on one small call, the GPU and CPU preprocessing benchmarks, then prints a summary.
-# Results go to $OUT (default ./gpu_suite_out), 8 files, flat (the device tool returns <= 8):
+# Results go to $OUT (default ./gpu_suite_out), 8 files (the device tool returns <= 8):
 #   nvidia-smi.txt build.log gpu_tests.log sanitizer.txt bench.log preprocess_gpu.json
-#   preprocess_cpu.json train_throughput.json prior_gpu.json
+#   preprocess_cpu.json results.tar (prior_gpu.json, train_throughput.json and the
+#   `saliq bench` JSON of the default and of every architecture)
 # With .whl/ carried (benchmarks/fetch_gpu_extras.sh fills it), pycuda is built there from its
 # sdist, in the background, and the memory-layer tests run on it too (log: end of
 # gpu_tests.log; its build log: end of build.log).
@@ -191,6 +192,23 @@ t0=$SECONDS
   echo "rc=$?"
 } 2>&1 | tee -a "$OUT/bench.log"
 status bench_train "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
+t0=$SECONDS
+{
+  echo "## saliq bench default (GPU: fp32, fp16, bf16, torch.compile; CUDA-kernel end to end)"
+  timeout 200 "$PY" -m saliq.bench.cli default --device cuda --batch 1,16,64 --no-plots \
+    --output-dir "$OUT/results"
+  echo "rc=$?"
+  for a in sgdnet sgdnet_views tres transla biosiqnet dualtask; do  # the zoo, random weights
+    timeout 45 "$PY" -m saliq.bench.cli "$a" --quick --device cuda --no-stages --no-plots \
+      --backends torch-fp32-cuda,torch-fp16-cuda,torch-bf16-cuda --output-dir "$OUT/results"
+    echo "rc=$?"
+  done
+} 2>&1 | tee -a "$OUT/bench.log"
+status saliq_bench "($((SECONDS - t0)) s) tables in bench.log, JSON in results.tar"
+# The device tool returns at most 8 files: the per-run JSON travel in one tar.
+mkdir -p "$OUT/results"
+mv "$OUT/prior_gpu.json" "$OUT/train_throughput.json" "$OUT/results/" 2>/dev/null
+tar cf "$OUT/results.tar" -C "$OUT" results && rm -rf "$OUT/results"
 
 echo
 echo "== summary (files in $OUT)"

@@ -42,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train every ablation row of a model family (configs/FAMILY/) and write one table",
         "saliq.train.ablate:register",
     ),
+    "bench": (
+        "latency and parity against PyTorch fp32 per backend, precision and batch size",
+        "saliq.bench.cli:register",
+    ),
     "explain": (
         "explain a score: saliency, HiResCAM/GradCAM, gradient maps, region scores (a PNG)",
         "saliq.train.explain.cli:register",
@@ -81,6 +85,7 @@ COMMAND_EXTRAS = {
     "convert-weights": "train",
     "ablate": "train",
     "explain": "train",
+    "bench": "cpu",
 }
 
 

@@ -414,3 +414,144 @@ def test_frames_spread_the_default_model_scores_by_level():
     stats = pytest.importorskip("scipy.stats")
     srcc = stats.spearmanr(scores, -levels)[0]  # severity ranks, ties averaged
     assert scores.max() - scores.min() > 0.3 and srcc > 0.6, (srcc, scores)
+
+
+# --- additions for saliq bench: p99, interval timers, the absolute gate, SRCC, torch runner ---
+
+
+def test_percentiles_on_known_samples():
+    from saliq.bench.timer import percentiles
+
+    samples_ms = np.arange(1, 101, dtype=np.float64)  # 1..100 ms
+    timing = timing_from_ns((samples_ms * 1e6).astype(np.int64))
+    # linear interpolation between closest ranks: rank q/100 * (n - 1)
+    assert timing.p50_ms == timing.median_ms == pytest.approx(50.5)
+    assert timing.p90_ms == pytest.approx(90.1)
+    assert timing.p99_ms == pytest.approx(99.01)
+    assert percentiles([4.0, 1.0, 3.0, 2.0], (0, 50, 100)) == [1.0, 2.5, 4.0]
+    assert percentiles([7.0], (50, 99)) == [7.0, 7.0]
+    with pytest.raises(ValueError, match="0, 100"):
+        percentiles([1.0], (101,))
+    with pytest.raises(ValueError, match="at least one"):
+        percentiles([], (50,))
+
+
+class _FakeEvent:
+    """A CUDA event on a fake device clock: record() stamps the device's time."""
+
+    def __init__(self, device: dict) -> None:
+        self.device, self.stamp, self.waited = device, None, False
+
+    def record(self) -> None:
+        self.stamp = self.device["now"]
+
+    def synchronize(self) -> None:
+        self.waited = True
+
+    def elapsed_time(self, end: _FakeEvent) -> float:
+        return end.stamp - self.stamp  # milliseconds, as torch.cuda.Event
+
+
+def test_time_rounds_measures_each_call_with_its_own_timer():
+    from saliq.bench.timer import CudaEventTimer, WallTimer, time_rounds
+
+    device = {"now": 0.0}
+    events: list[_FakeEvent] = []
+
+    def new_event() -> _FakeEvent:
+        events.append(_FakeEvent(device))
+        return events[-1]
+
+    gpu_ms = iter([99.0, 2.0, 4.0, 3.0])  # the warm-up's call first
+
+    def gpu_call() -> None:  # queues device work that takes a planted time
+        device["now"] += next(gpu_ms)
+
+    wall = _Clock([1.0, 5.0, 6.0, 7.0])
+    order: list[str] = []
+    timings = time_rounds(
+        {"gpu": lambda: (order.append("gpu"), gpu_call()), "cpu": lambda: order.append("cpu")},
+        {
+            "gpu": CudaEventTimer(new_event=new_event, synchronize=lambda: None),
+            "cpu": WallTimer(clock=wall),
+        },
+        runs=3,
+        warmup=1,
+    )
+    assert order == ["gpu", "cpu"] * 4  # interleaved: one call of each per round
+    assert timings["gpu"].median_ms == pytest.approx(3.0)  # from the events: 2, 4, 3
+    assert (timings["gpu"].min_ms, timings["gpu"].max_ms) == (2.0, 4.0)
+    assert all(e.waited for e in events[1::2])  # each end event waited for (no overlap)
+    assert timings["cpu"].runs == 3
+    with pytest.raises(ValueError, match="no timer"):
+        time_rounds({"a": lambda: None}, {"b": WallTimer()}, runs=1)
+
+
+def test_absolute_parity_gates_differences_not_ranks():
+    from saliq.bench.compare import absolute_parity
+
+    ref = {
+        "score": np.array([0.50001, 0.50002, 0.50003, 0.50004]),
+        "saliency": np.full((4, 1, 2, 2), 0.25),
+    }
+    # random weights: scores crowd, so a reordering within 1e-4 is no failure here
+    crowded = {"score": ref["score"][::-1].copy(), "saliency": ref["saliency"] + 1e-6}
+    report = absolute_parity(ref, crowded, tolerance=1e-4)
+    assert report.passed and report.gate == "absolute"
+    assert report.max_score_diff == pytest.approx(3e-5)
+    assert report.mean_abs_diff["saliency"] == pytest.approx(1e-6)
+    assert np.isnan(report.min_saliency_cc)  # not measured
+    far = {"score": ref["score"] + np.array([0, 0, 2e-4, 0]), "saliency": ref["saliency"]}
+    failed = absolute_parity(ref, far, tolerance=1e-4)
+    assert not failed.passed and "image 2" in failed.reasons[0]
+    nan = {"score": ref["score"], "saliency": np.where(True, np.nan, ref["saliency"])}
+    assert "NaN" in absolute_parity(ref, nan, tolerance=1e-4).reasons[0]
+    full = compare_outputs(ref, crowded, tolerance=1e-6, min_map_cc=0.99)
+    assert full.gate == "full" and not full.passed  # the full gate does rank them
+
+
+def test_spearman_with_ties_against_hand_computed_ranks():
+    from saliq.bench.compare import spearman
+
+    # ranks of a: 1, 2.5, 2.5, 4; of b: 1, 3, 2, 4 -> Pearson of the ranks
+    ra, rb = np.array([1, 2.5, 2.5, 4]), np.array([1, 3, 2, 4.0])
+    want = np.corrcoef(ra, rb)[0, 1]
+    assert spearman([0.1, 0.2, 0.2, 0.9], [1.0, 3.0, 2.0, 4.0]) == pytest.approx(want)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))  # a constant side ranks nothing
+    assert np.isnan(spearman([1, 2, np.nan], [1, 2, 3]))
+
+
+def test_torch_module_runner_precisions_and_prepared_calls():
+    torch = pytest.importorskip("torch")
+    from saliq.bench.runners import TorchModuleRunner
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, inputs):
+            x = self.conv(inputs["image"])
+            saliency = torch.nn.functional.avg_pool2d(x, 16)
+            return {"score": torch.sigmoid(x.mean(dim=(1, 2, 3))), "saliency": saliency}
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    x = _images(3)
+    with torch.no_grad():
+        want = net({"image": torch.from_numpy(x)})["score"].numpy()
+    with TorchModuleRunner(net, SPEC) as runner:
+        assert runner.name == "torch-fp32-cpu"
+        out = runner.infer({"image": x})
+        prepared = runner.prepare({"image": x})
+        assert isinstance(prepared["image"], torch.Tensor)  # placed once, outside the timing
+        again = runner.run_prepared(prepared)
+    np.testing.assert_allclose(out["score"], want, atol=1e-7)
+    assert out["score"].dtype == np.float32 and isinstance(again["score"], torch.Tensor)
+    with TorchModuleRunner(net, SPEC, precision="bf16") as half:  # CPU autocast works too
+        low = half.infer({"image": x})
+    assert low["score"].dtype == np.float32
+    assert 0 < np.abs(low["score"] - want).max() < 0.02  # rounded, but close
+    with pytest.raises(ValueError, match="precision"):
+        TorchModuleRunner(net, SPEC, precision="int4")

@@ -16,6 +16,12 @@ frames, keyed by the model's output names, a test runtime passes when:
    max(1, its largest reference magnitude) everywhere.
 
 Any NaN or inf in any output fails: a non-finite output is never "close enough".
+
+:func:`absolute_parity` is the gate for an untrained (random-weight) model, whose scores
+crowd together and whose maps have no structure, so ranks and correlations mean nothing
+there: it checks absolute differences alone (every output within ``tolerance`` times
+max(1, its largest reference magnitude)). :func:`spearman` gives the SRCC ``saliq bench``
+reports beside the gate for trained models.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class ParityReport:
     # Per map-shaped output: {"min_cc", "median_cc"}; per compared output: max |difference|.
     maps: dict[str, dict[str, float]] = field(default_factory=dict)
     max_abs_diff: dict[str, float] = field(default_factory=dict)
+    mean_abs_diff: dict[str, float] = field(default_factory=dict)  # per compared output
+    gate: str = "full"  # "full" (compare_outputs) or "absolute" (absolute_parity)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +168,7 @@ def compare_outputs(
             )
     reasons: list[str] = []
     max_abs: dict[str, float] = {}
+    mean_abs = _mean_abs_diffs(reference, test)
 
     finite = bool(np.isfinite(ref).all() and np.isfinite(tst).all())
     if not finite:
@@ -243,7 +252,109 @@ def compare_outputs(
         reasons=reasons,
         maps=map_stats,
         max_abs_diff=max_abs,
+        mean_abs_diff=mean_abs,
     )
+
+
+def _mean_abs_diffs(
+    reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]
+) -> dict[str, float]:
+    """Mean |reference - test| per output (NaN where either side is not finite)."""
+    means = {}
+    for name in reference:
+        r = np.asarray(reference[name], dtype=np.float64)
+        t = np.asarray(test[name], dtype=np.float64)
+        ok = r.size and bool(np.isfinite(r).all() and np.isfinite(t).all())
+        means[name] = float(np.abs(r - t).mean()) if ok else float("nan")
+    return means
+
+
+def absolute_parity(
+    reference: Mapping[str, np.ndarray],
+    test: Mapping[str, np.ndarray],
+    tolerance: float,
+) -> ParityReport:
+    """The gate on absolute differences alone (untrained models; see the module docstring).
+
+    Every output passes when finite and within ``tolerance`` times max(1, its largest
+    reference magnitude) everywhere; ranks and map correlations are not gated (reported as
+    NaN: not measured).
+    """
+    _check_thresholds(tolerance, DEFAULT_MIN_MAP_CC)
+    if set(reference) != set(test):
+        raise ValueError(
+            f"the runtimes returned different outputs: {sorted(reference)} vs {sorted(test)}"
+        )
+    if SCORE not in reference:
+        raise ValueError(f"no {SCORE!r} output to compare among {sorted(reference)}")
+    images = len(np.asarray(reference[SCORE]).ravel())
+    reasons: list[str] = []
+    max_abs: dict[str, float] = {}
+    for name in reference:
+        r = np.asarray(reference[name], dtype=np.float64)
+        t = np.asarray(test[name], dtype=np.float64)
+        if r.shape != t.shape or not r.size:
+            raise ValueError(f"output {name!r} shapes differ or are empty: {r.shape} vs {t.shape}")
+        if not (np.isfinite(r).all() and np.isfinite(t).all()):
+            max_abs[name] = float("nan")
+            reasons.append(f"{name} contains NaN or inf")
+            continue
+        diff = np.abs(r - t)
+        max_abs[name] = float(diff.max())
+        allowed = tolerance * max(1.0, float(np.abs(r).max()))
+        if max_abs[name] > allowed:
+            worst = int(np.unravel_index(int(np.argmax(diff)), diff.shape)[0])
+            reasons.append(
+                f"{name} differs by {max_abs[name]:.3g} (> {allowed:.3g}) on image {worst}"
+            )
+    mean_abs = _mean_abs_diffs(reference, test)
+    nan = float("nan")
+    return ParityReport(
+        images=images,
+        max_score_diff=max_abs[SCORE],
+        mean_score_diff=mean_abs[SCORE],
+        misranked_pairs=0,
+        compared_pairs=0,
+        min_saliency_cc=nan,
+        median_saliency_cc=nan,
+        tolerance=float(tolerance),
+        min_saliency_cc_required=nan,
+        passed=not reasons,
+        reasons=reasons,
+        max_abs_diff=max_abs,
+        mean_abs_diff=mean_abs,
+        gate="absolute",
+    )
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (ties get their average rank); NaN when either side is
+    constant or not finite (no ranking to compare)."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"spearman needs equal lengths, got {x.size} and {y.size}")
+    if x.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denominator = float(np.sqrt((rx**2).sum() * (ry**2).sum()))
+    return float((rx * ry).sum() / denominator) if denominator > 0 else float("nan")
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.arange(values.size, dtype=np.float64)
+    sorted_values = values[order]
+    # Runs of equal values share the mean of their ranks.
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], values.size]
+    for start, end in zip(starts, ends):
+        if end - start > 1:
+            ranks[order[start:end]] = (start + end - 1) / 2.0
+    return ranks
 
 
 def parity_report(
@@ -301,10 +412,12 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "FLAT_STD",
     "ParityReport",
+    "absolute_parity",
     "compare_outputs",
     "compare_runners",
     "map_outputs",
     "misranked_pairs",
     "parity_report",
     "saliency_correlations",
+    "spearman",
 ]

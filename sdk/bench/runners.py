@@ -10,13 +10,20 @@ runners of one model can be compared by :mod:`saliq.bench.compare` and timed by
   as a zero-argument factory that opens it on activation;
 * :class:`OnnxRuntimeRunner`: the one ONNX Runtime reference runner (CPU, FP32 by default);
 * :class:`TorchRunner`: a checkpoint through the PyTorch backend, or an in-memory model;
+* :class:`TorchModuleRunner`: an in-memory PyTorch model at a device and precision (fp32,
+  fp16/bf16 autocast), optionally ``torch.compile``d, with device-resident inputs for timing;
 * :class:`CallableRunner`: any function ``feeds -> outputs`` (tests, custom runtimes).
+
+For timing, :meth:`Runner.prepare` turns host feeds into what :meth:`Runner.run_prepared`
+takes (by default the same host arrays: the runtime's own copies are part of its latency),
+so ``saliq bench`` prepares once per batch size and times ``run_prepared`` alone.
 
 Nothing heavy is imported here: each runtime is imported when its runner is activated.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +77,20 @@ class Runner(ABC):
         outputs = self._infer(feeds)
         self.last_inference_ms = (time.perf_counter_ns() - start) / 1e6
         return outputs
+
+    def prepare(self, feeds: Feeds) -> Any:
+        """What :meth:`run_prepared` takes: the host feeds unchanged by default; a device
+        runtime may place them on its device once, outside the timed call."""
+        return feeds
+
+    def run_prepared(self, prepared: Any) -> Any:
+        """One inference on prepared feeds (the timed call); by default :meth:`infer`.
+        Device runners may return device tensors without waiting: :meth:`synchronize`."""
+        return self.infer(prepared)
+
+    def synchronize(self) -> None:
+        """Wait for the work this runner queued on its device (host runtimes: nothing)."""
+        return None
 
     def __enter__(self) -> Runner:
         return self.activate()
@@ -189,6 +210,103 @@ class TorchRunner(BackendRunner):
         super().__init__(wrap_module, name=name)
 
 
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+class TorchModuleRunner(Runner):
+    """An in-memory PyTorch model on ``device`` at ``precision``, optionally compiled.
+
+    ``model(dict_of_inputs) -> dict_of_outputs`` (the model contract). fp16/bf16 run under
+    ``torch.autocast`` (weights stay fp32; convolutions and matrix products in half
+    precision, reductions and normalisations in fp32, as ``saliq train`` trains); fp32 on
+    CUDA turns TF32 off (process-wide), so it is IEEE fp32 like the CPU reference.
+    ``compile=True`` wraps the model in ``torch.compile`` (compiled on the first call of each
+    batch size: that call is the warm-up). A model bound for another device is copied, so one
+    model serves several runners. :meth:`prepare` copies feeds to the device once;
+    :meth:`run_prepared` returns device tensors without waiting; :meth:`infer` returns float32
+    host arrays like every runner.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        spec: ModelSpec,
+        device: str = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if precision not in TORCH_PRECISIONS:
+            raise ValueError(f"precision must be one of {TORCH_PRECISIONS}, got {precision!r}")
+        self.model = model
+        self._spec = spec
+        self.device = device
+        self.precision = precision
+        self.compile = compile
+        self._call: Any = None
+        default = f"torch-{'compile-' if compile else ''}{precision}-{device.split(':')[0]}"
+        super().__init__(name or default)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def _activate(self) -> None:
+        from ..backends.torch import _torch
+
+        torch = _torch()
+        if self.on_cuda and self.precision == "fp32":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        params = list(self.model.parameters())
+        here = params[0].device if params else torch.device("cpu")
+        module = self.model if here == torch.device(self.device) else copy.deepcopy(self.model)
+        module = module.to(self.device).eval()
+        self._call = torch.compile(module) if self.compile else module
+
+    def prepare(self, feeds: Feeds) -> dict[str, Any]:
+        from ..backends.torch import _torch
+
+        torch = _torch()
+        return {
+            name: torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)).to(
+                self.device
+            )
+            for name in self._spec.inputs
+        }
+
+    def run_prepared(self, prepared: Mapping[str, Any]) -> dict[str, Any]:
+        from ..backends.torch import _torch
+
+        torch = _torch()
+        with torch.inference_mode():
+            if self.precision in _AUTOCAST_DTYPES:
+                dtype = getattr(torch, _AUTOCAST_DTYPES[self.precision])
+                with torch.autocast(self.device.split(":")[0], dtype=dtype):
+                    out = self._call(dict(prepared))
+            else:
+                out = self._call(dict(prepared))
+        return {name: out[name] for name in self._spec.outputs}
+
+    def synchronize(self) -> None:
+        if self.on_cuda:
+            from ..backends.torch import _torch
+
+            _torch().cuda.synchronize(self.device)
+
+    def _infer(self, feeds: Feeds) -> Outputs:
+        out = self.run_prepared(self.prepare(feeds))
+        return {name: value.float().cpu().numpy() for name, value in out.items()}
+
+    def _deactivate(self) -> None:
+        self._call = None
+
+
 class CallableRunner(Runner):
     """Any function ``feeds -> outputs``; nothing to load or release."""
 
@@ -239,6 +357,7 @@ __all__ = [
     "CallableRunner",
     "OnnxRuntimeRunner",
     "Runner",
+    "TorchModuleRunner",
     "TorchRunner",
     "run_batched",
 ]
