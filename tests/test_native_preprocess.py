@@ -211,6 +211,7 @@ def test_pitch_and_batches():
 
 def test_threads_are_settable_and_deterministic():
     frame = _photo_rgb(300, 400)
+    P.set_num_threads(0)  # whatever an earlier test pinned (saliq.load(threads=...), bench)
     before = P.get_num_threads()
     try:
         P.set_num_threads(1)
