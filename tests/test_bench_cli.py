@@ -18,17 +18,11 @@ import numpy as np
 import pytest
 
 from saliq.bench import machine
-from saliq.bench.cli import (
-    QUICK_BATCHES,
-    QUICK_RUNS,
-    BenchSettings,
-    Plan,
-    measure_peak_memory,
-    register,
-    run_parity,
-    settings_from_args,
-    time_latency,
-)
+from saliq.bench.cli import register, settings_from_args
+from saliq.bench.latency import time_latency
+from saliq.bench.memory import measure_peak_memory
+from saliq.bench.parity import run_parity
+from saliq.bench.plans import Plan
 from saliq.bench.report import (
     FAILED,
     PASSED,
@@ -38,10 +32,12 @@ from saliq.bench.report import (
     LatencyRow,
     StageRow,
     evaluate_parity,
+    one_line_error,
     tolerance_for,
     validate_report,
 )
 from saliq.bench.runners import CallableRunner
+from saliq.bench.settings import MIN_RUNS, QUICK_BATCHES, QUICK_RUNS, BenchSettings
 from saliq.bench.timer import timing_from_ns
 from saliq.errors import BackendUnavailableError, ConfigError
 from saliq.spec import ModelSpec
@@ -320,6 +316,21 @@ def test_peak_memory_sees_what_a_call_allocates():
         assert peak["above_idle_bytes"] >= 48 << 20
 
 
+def test_run_budget_caps_slow_rows_but_never_below_min_runs():
+    settings = BenchSettings(model="m", runs=30, row_seconds=1.0)
+    assert settings.runs_within_budget(round_ms=0.0, calls=2) == 30  # unmeasured: all runs
+    assert settings.runs_within_budget(round_ms=20.0, calls=2) == 30  # 100 affordable
+    assert settings.runs_within_budget(round_ms=200.0, calls=2) == 10  # 2 s over 200 ms
+    assert settings.runs_within_budget(round_ms=1e6, calls=1) == MIN_RUNS
+    assert BenchSettings(model="m", runs=3).runs_within_budget(1e6, 1) == 3  # asked for fewer
+
+
+def test_a_row_records_an_exception_as_one_short_line():
+    assert one_line_error(ValueError("bad shape\nTraceback ...")) == "ValueError: bad shape"
+    assert one_line_error(RuntimeError()) == "RuntimeError: "
+    assert len(one_line_error(OSError("x" * 1000))) == 300
+
+
 # --- the command line ----------------------------------------------------------------------------
 
 
@@ -376,10 +387,31 @@ def test_cli_parsing_defaults_quick_and_errors(capsys):
         settings_from_args(_parse("default", "--threads", "-1"))
 
 
+def test_names_moved_out_of_the_cli_module_stay_importable_from_it():
+    from saliq.bench import cli, latency, memory, models, parity, plans, run, settings, stages
+
+    homes = {
+        settings: ["DEFAULT_BATCHES", "QUICK_BATCHES", "BenchSettings"],
+        models: ["ModelArtifacts", "resolve_model"],
+        plans: ["Plan", "build_plans"],
+        parity: ["parity_frames", "preprocess_frames", "run_parity"],
+        latency: ["time_latency"],
+        memory: ["measure_peak_memory"],
+        stages: ["time_stages"],
+        run: ["run_bench", "write_outputs"],
+        machine: ["pin_threads"],
+    }
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(cli, name) is getattr(module, name), name
+            assert name in cli.__all__, name
+
+
 def test_bench_modules_import_no_runtime_training_code_or_matplotlib():
     code = (
         "import sys, saliq.bench.cli, saliq.bench.report, saliq.bench.plots, "
-        "saliq.bench.machine\n"
+        "saliq.bench.machine, saliq.bench.models, saliq.bench.plans, saliq.bench.parity, "
+        "saliq.bench.latency, saliq.bench.memory, saliq.bench.stages, saliq.bench.run\n"
         "bad = [m for m in ('torch', 'saliq.train', 'saliq.export', 'matplotlib', "
         "'onnxruntime', 'cv2', 'skimage') if m in sys.modules]\n"
         "assert not bad, bad"
@@ -459,7 +491,7 @@ def test_bench_a_tiny_architecture_through_torch_and_onnx(tmp_path):
     require("torch", "builds the architecture")
     require("onnx", "exports it")
     require("onnxruntime", "runs the export")
-    from saliq.bench.cli import run_bench
+    from saliq.bench.run import run_bench
 
     settings = BenchSettings(
         model="sgdnet",
@@ -517,7 +549,7 @@ def test_the_command_registers_in_the_saliq_cli(monkeypatch):
 def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     require("onnx", "writes the stand-in model")
     require("onnxruntime", "reads it")
-    from saliq.bench.cli import run_bench
+    from saliq.bench.run import run_bench
 
     from .fake_runtimes import tiny_onnx
 
@@ -536,7 +568,7 @@ def test_resolve_model_finds_siblings_and_refuses_a_foreign_reference(tmp_path):
     require("onnxruntime", "reads the ONNX specs")
     require("onnx", "writes the stand-in model")
     from saliq.assess import default_model_path
-    from saliq.bench.cli import resolve_model
+    from saliq.bench.models import resolve_model
 
     from .fake_runtimes import tiny_onnx
 

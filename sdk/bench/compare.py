@@ -133,6 +133,18 @@ def _check_thresholds(tolerance: float, min_map_cc: float) -> None:
         )
 
 
+def _check_same_outputs(
+    reference: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray]
+) -> None:
+    """Both sides returned the same outputs, a score among them: else nothing compares."""
+    if set(reference) != set(test):
+        raise ValueError(
+            f"the runtimes returned different outputs: {sorted(reference)} vs {sorted(test)}"
+        )
+    if SCORE not in reference:
+        raise ValueError(f"no {SCORE!r} output to compare among {sorted(reference)}")
+
+
 def compare_outputs(
     reference: Mapping[str, np.ndarray],
     test: Mapping[str, np.ndarray],
@@ -148,12 +160,7 @@ def compare_outputs(
     shapes, else the arrays' rank.
     """
     _check_thresholds(tolerance, min_map_cc)
-    if set(reference) != set(test):
-        raise ValueError(
-            f"the runtimes returned different outputs: {sorted(reference)} vs {sorted(test)}"
-        )
-    if SCORE not in reference:
-        raise ValueError(f"no {SCORE!r} output to compare among {sorted(reference)}")
+    _check_same_outputs(reference, test)
     ref = np.asarray(reference[SCORE], dtype=np.float64).ravel()
     tst = np.asarray(test[SCORE], dtype=np.float64).ravel()
     if ref.shape != tst.shape or ref.size == 0:
@@ -281,12 +288,7 @@ def absolute_parity(
     NaN: not measured).
     """
     _check_thresholds(tolerance, DEFAULT_MIN_MAP_CC)
-    if set(reference) != set(test):
-        raise ValueError(
-            f"the runtimes returned different outputs: {sorted(reference)} vs {sorted(test)}"
-        )
-    if SCORE not in reference:
-        raise ValueError(f"no {SCORE!r} output to compare among {sorted(reference)}")
+    _check_same_outputs(reference, test)
     images = len(np.asarray(reference[SCORE]).ravel())
     reasons: list[str] = []
     max_abs: dict[str, float] = {}

@@ -1,4 +1,5 @@
-"""What a benchmark ran on: CPU, threads, GPU, driver and library versions.
+"""What a benchmark ran on: CPU, threads, GPU, driver and library versions; and the threads
+it pins (:func:`pin_threads`).
 
 ``describe()`` never fails and never imports a heavy runtime to find out: versions come from
 the installed packages' metadata, GPU facts from torch only when the benchmark already
@@ -128,11 +129,46 @@ def library_versions() -> dict[str, str | None]:
 
 
 def onnxruntime_providers() -> list[str]:
+    """ONNX Runtime's execution providers here ([] without onnxruntime)."""
     try:
         import onnxruntime
     except ImportError:
         return []
     return list(onnxruntime.get_available_providers())
+
+
+def torch_cuda_usable() -> bool:
+    """Whether torch, when already imported (never imported here), sees a CUDA GPU."""
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_available())
+    except Exception:  # a broken CUDA setup means "no GPU" here, not a crash
+        return False
+
+
+def pin_threads(threads: int) -> dict[str, Any]:
+    """Set every runtime's CPU thread count to ``threads``; returns what each now reports.
+
+    torch is pinned only when already imported (call this after the model is loaded);
+    ONNX Runtime takes the count per session (``intra_op_num_threads``), recorded as asked.
+    """
+    from ..preprocess import set_native_threads
+
+    pinned: dict[str, Any] = {"requested": threads, "onnxruntime_intra_op": threads}
+    set_native_threads(threads)
+    pinned["native_preprocessing"] = threads
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+        pinned["opencv"] = cv2.getNumThreads()
+    except ImportError:
+        pinned["opencv"] = None
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+        pinned["torch"] = torch.get_num_threads()
+    return pinned
 
 
 def _nvidia_smi() -> tuple[list[dict[str, Any]], str | None]:
@@ -177,12 +213,10 @@ def parse_nvidia_smi(text: str) -> tuple[list[dict[str, Any]], str | None]:
 
 def _torch_gpus() -> list[dict[str, Any]]:
     """GPUs as torch sees them, only when torch is already imported (never imported here)."""
-    torch = sys.modules.get("torch")
-    if torch is None:
+    if not torch_cuda_usable():
         return []
+    torch = sys.modules["torch"]
     try:
-        if not torch.cuda.is_available():
-            return []
         gpus = []
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
@@ -306,7 +340,10 @@ __all__ = [
     "device_slug",
     "library_versions",
     "load_average",
+    "onnxruntime_providers",
     "parse_nvidia_smi",
     "physical_cores",
+    "pin_threads",
     "summary",
+    "torch_cuda_usable",
 ]

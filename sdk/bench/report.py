@@ -163,6 +163,13 @@ class BackendResult:
         return self.status in TIMEABLE
 
 
+def one_line_error(exc: BaseException) -> str:
+    """The reason a row records for an exception: its type and first line, at most 300
+    characters (tables and JSON stay readable whatever a runtime raised)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 @dataclass
 class LatencyRow:
     """Network latency of one backend at one batch size (prepared inputs, see runners)."""
@@ -652,6 +659,7 @@ __all__ = [
     "clean_json",
     "evaluate_parity",
     "format_table",
+    "one_line_error",
     "summary_markdown",
     "tolerance_for",
     "validate_report",

@@ -211,6 +211,11 @@ class CudaEventTimer:
 IntervalTimer = WallTimer | CudaEventTimer
 
 
+def measure_ms(timer: IntervalTimer, fn: Callable[[], object]) -> float:
+    """One call of ``fn`` measured by ``timer``, in milliseconds."""
+    return timer.measure(fn) / 1e6
+
+
 def time_rounds(
     fns: Mapping[str, Callable[[], object]],
     timers: Mapping[str, IntervalTimer] | IntervalTimer | None = None,
@@ -252,6 +257,7 @@ __all__ = [
     "IntervalTimer",
     "Timing",
     "WallTimer",
+    "measure_ms",
     "percentiles",
     "time_call",
     "time_interleaved",
