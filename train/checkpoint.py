@@ -8,6 +8,7 @@ adds the optimizer moments and the epoch so training can resume.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -133,3 +134,38 @@ def extract_submodule(
         "source_spec": info.spec.name,
     }
     return save_checkpoint(target, model, spec, config, {}, half=half)
+
+
+def reconfigure_checkpoint(
+    source: str | Path,
+    target: str | Path,
+    architecture: str,
+    update: Callable[[dict, ModelSpec], dict],
+) -> Path:
+    """A copy of a checkpoint whose model is rebuilt from ``update(model_config, spec)`` with
+    the same weights (loaded strictly: the new configuration must not change any parameter),
+    e.g. a crop-scoring model set to read another number of grid crops."""
+    from saliq.errors import ConfigError
+
+    from .models import create_model, model_spec
+
+    model, spec, config, metrics = load_checkpoint(source)
+    if spec.architecture != architecture:
+        raise ConfigError(f"{source}: a {spec.architecture} checkpoint, not {architecture}")
+    model_config = update(dict(spec.model_config), spec)
+    kwargs = {k: v for k, v in model_config.items() if k != "backbone_weights"}
+    rebuilt = create_model(architecture, **kwargs)
+    rebuilt.load_state_dict(model.state_dict())
+    new_spec = model_spec(
+        rebuilt,
+        name=spec.name,
+        architecture=spec.architecture,
+        backbone=spec.backbone,
+        input_height=spec.input_height,
+        input_width=spec.input_width,
+        mean=spec.mean,
+        std=spec.std,
+        model_config=model_config,
+        version=spec.version,
+    )
+    return save_checkpoint(target, rebuilt.eval(), new_spec, config, metrics)

@@ -359,30 +359,13 @@ def grid_view_checkpoint(
     is fully convolutional up to its global pooling, so a model trained on native crops scores
     native-scale grid crops as it was trained. ``grid_crops=0`` turns it back to the whole view.
     """
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from .contract import model_spec
+    from ..checkpoint import reconfigure_checkpoint
 
-    model, spec, config, metrics = load_checkpoint(source)
-    if spec.architecture != "biosiqnet":
-        raise ConfigError(f"{source}: a {spec.architecture} checkpoint, not biosiqnet")
-    size = int(grid_size or min(spec.input_height, spec.input_width))
-    model_config = dict(spec.model_config)
-    model_config.pop("views", None)
-    if grid_crops:
-        model_config["views"] = {"grid_crops": int(grid_crops), "grid_size": size}
-    kwargs = {k: v for k, v in model_config.items() if k != "backbone_weights"}
-    rebuilt = BioSIQNet(**kwargs)
-    rebuilt.load_state_dict(model.state_dict())
-    new_spec = model_spec(
-        rebuilt,
-        name=spec.name,
-        architecture=spec.architecture,
-        backbone=spec.backbone,
-        input_height=spec.input_height,
-        input_width=spec.input_width,
-        mean=spec.mean,
-        std=spec.std,
-        model_config=model_config,
-        version=spec.version,
-    )
-    return save_checkpoint(target, rebuilt.eval(), new_spec, config, metrics)
+    def set_grid(model_config: dict, spec) -> dict:
+        size = int(grid_size or min(spec.input_height, spec.input_width))
+        model_config.pop("views", None)
+        if grid_crops:
+            model_config["views"] = {"grid_crops": int(grid_crops), "grid_size": size}
+        return model_config
+
+    return reconfigure_checkpoint(source, target, "biosiqnet", set_grid)

@@ -352,26 +352,10 @@ def regrid_checkpoint(source: str | Path, target: str | Path, grid_crops: int) -
     The network scores each crop alone, so the crop count is a run-time choice: train on a few
     crops per item (CPU-cheap) and serve the paper's many (50), or the reverse on a device.
     """
-    from ..checkpoint import load_checkpoint, save_checkpoint
-    from .contract import model_spec
+    from ..checkpoint import reconfigure_checkpoint
 
-    model, spec, config, metrics = load_checkpoint(source)
-    if spec.architecture != "tres":
-        raise ConfigError(f"{source}: a {spec.architecture} checkpoint, not tres")
-    model_config = dict(spec.model_config)
-    model_config["views"] = {**spec.view_config, "grid_crops": int(grid_crops)}
-    rebuilt = TReS(**{k: v for k, v in model_config.items() if k != "backbone_weights"})
-    rebuilt.load_state_dict(model.state_dict())
-    new_spec = model_spec(
-        rebuilt,
-        name=spec.name,
-        architecture=spec.architecture,
-        backbone=spec.backbone,
-        input_height=spec.input_height,
-        input_width=spec.input_width,
-        mean=spec.mean,
-        std=spec.std,
-        model_config=model_config,
-        version=spec.version,
-    )
-    return save_checkpoint(target, rebuilt.eval(), new_spec, config, metrics)
+    def regrid(model_config: dict, spec) -> dict:
+        model_config["views"] = {**spec.view_config, "grid_crops": int(grid_crops)}
+        return model_config
+
+    return reconfigure_checkpoint(source, target, "tres", regrid)
