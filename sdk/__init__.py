@@ -16,7 +16,9 @@ from .errors import (
     SaliqError,
     UntrustedModelError,
 )
+from .gate import Decision, GatePolicy, QualityGate, Reason, best_of
 from .preprocess import PREPROCESSING_VERSION, Preprocessor
+from .sources import Frame, RetryPolicy, SourceError, open_source
 from .spec import ModelSpec
 
 __version__ = "0.1.0"
@@ -27,13 +29,22 @@ __all__ = [
     "BackendClosedError",
     "BackendUnavailableError",
     "ConfigError",
+    "Decision",
+    "Frame",
+    "GatePolicy",
     "IncompatibleModelError",
     "InvalidImageError",
     "ModelFormatError",
     "ModelSpec",
     "Preprocessor",
+    "QualityGate",
+    "Reason",
     "Result",
+    "RetryPolicy",
     "SaliqError",
+    "SourceError",
     "UntrustedModelError",
+    "best_of",
     "load",
+    "open_source",
 ]

@@ -19,9 +19,13 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from .errors import SaliqError
+
+if TYPE_CHECKING:
+    from .assess import Assessor
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -41,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": (
         "train every ablation row of a model family (configs/FAMILY/) and write one table",
         "saliq.train.ablate:register",
+    ),
+    "gate": (
+        "keep good frames, drop bad ones: one JSON line per frame with the reasons",
+        "saliq.gate_cli:register",
     ),
     "bench": (
         "latency and parity against PyTorch fp32 per backend, precision and batch size",
@@ -86,6 +94,7 @@ COMMAND_EXTRAS = {
     "ablate": "train",
     "explain": "train",
     "bench": "cpu",
+    "gate": "cpu",
 }
 
 
@@ -95,53 +104,6 @@ class Terminated(SystemExit):
 
 
 # --- handlers ------------------------------------------------------------------------------
-
-
-def _progress(done: int, total: int) -> None:
-    if total > 1 and sys.stderr.isatty():
-        sys.stderr.write(f"\rscoring {done}/{total}")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from .assess import load
-    from .imageio import expand_paths
-
-    paths = expand_paths(args.paths)
-    assessor = load(
-        args.model,
-        backend=args.backend,
-        threads=args.threads,
-        allow_engine_host_code=args.allow_engine_host_code,
-    )
-    rows, failures = [], 0
-    for i, path in enumerate(paths):
-        try:
-            result = assessor.assess(str(path))
-            row = {"path": str(path), "score": round(result.score, 4)}
-            if result.region_scores is not None:  # crop-view models: where people look vs rest
-                row["salient"], row["background"] = (round(v, 4) for v in result.region_scores)
-            rows.append(row)
-        except SaliqError as exc:
-            if len(paths) == 1:
-                raise
-            failures += 1
-            rows.append({"path": str(path), "error": str(exc)})
-        _progress(i + 1, len(paths))
-    if args.json:
-        print(json.dumps({"model": assessor.spec.name, "results": rows}, indent=2))
-    else:
-        width = max(len(r["path"]) for r in rows)
-        regions = any("salient" in r for r in rows)
-        print(f"{'image':<{width}}  score" + ("   salient  background" if regions else ""))
-        for r in rows:
-            value = f"{r['score']:.4f}" if "score" in r else f"error: {r['error']}"
-            if regions and "salient" in r:
-                value += f"   {r['salient']:.4f}   {r['background']:.4f}"
-            print(f"{r['path']:<{width}}  {value}")
-    return EXIT_ERROR if failures else 0
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -201,18 +163,400 @@ def cmd_convert_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- saliq score ---------------------------------------------------------------------------
+# Rows are written as soon as their batch is scored (each row flushed), so a long folder shows
+# progress as it goes and Ctrl-C keeps every row already written. Exit status for scripts:
+# 0 every image scored (and, with --threshold, passed), 1 some scored below --threshold,
+# 2 an error (an unreadable or missing image among several, or a fatal error), 130 Ctrl-C.
+
+EXIT_BELOW_THRESHOLD = 1
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, what a shell reports for `cmd | head` writers
+SCORE_FORMATS = ("table", "json", "jsonl", "csv")
+SORT_KEYS = ("name", "score")
+SCORE_BATCH = 16  # the Assessor's default batch
+# -o FILE picks the format from the file's suffix when --format/--json are not given.
+_SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_DIGITS = 6  # decimals of scores in every format (the table shows 4)
+
+
+def _decode_workers() -> int:
+    import os
+
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def score_rows(
+    assessor: Assessor,
+    entries: Iterable[tuple[str, str | None]],
+    batch_size: int = SCORE_BATCH,
+    workers: int = 0,
+) -> Iterator[dict[str, object]]:
+    """One row per ``(path, error)`` entry, in order, a batch at a time.
+
+    Files are decoded (EXIF orientation applied) in a thread pool while the previous batch is
+    preprocessed and run, at most two batches ahead so memory stays bounded; OpenCV's decoder
+    releases the GIL, so the decoding really overlaps. An entry with an error (a missing
+    path), or a file that cannot be read, becomes an error row; the others a row with
+    ``score`` (and ``salient``/``background`` for models with region scores) and
+    ``orientation`` (the EXIF orientation applied, 1 = as stored). ``entries`` may be a
+    generator: it is read only as far as the look-ahead needs.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .assess import REGION_SCORES
+    from .imageio import read_image_oriented
+
+    regions = REGION_SCORES in assessor.spec.outputs
+    source = iter(entries)
+    pool = ThreadPoolExecutor(workers or _decode_workers(), thread_name_prefix="saliq-decode")
+    pending: deque = deque()
+
+    def look_ahead() -> None:
+        while len(pending) < 2 * batch_size:
+            entry = next(source, None)
+            if entry is None:
+                return
+            path, error = entry
+            pending.append((path, error or pool.submit(read_image_oriented, path)))
+
+    try:
+        look_ahead()
+        while pending:
+            batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+            look_ahead()  # the next batch decodes while this one runs
+            rows, decoded = [], []
+            for path, job in batch:
+                if isinstance(job, str):
+                    rows.append({"path": path, "error": job})
+                    continue
+                try:
+                    pixels, _, orientation = job.result()
+                except SaliqError as exc:
+                    rows.append({"path": path, "error": str(exc)})
+                    continue
+                row: dict[str, object] = {"path": path}
+                rows.append(row)
+                decoded.append((row, pixels, orientation))
+            if decoded:
+                results = assessor.assess([pixels for _, pixels, _ in decoded])
+                for (row, _, orientation), result in zip(decoded, results):
+                    row["score"] = round(result.score, _DIGITS)
+                    if regions and result.region_scores is not None:
+                        row["salient"], row["background"] = (
+                            round(v, _DIGITS) for v in result.region_scores
+                        )
+                    row["orientation"] = orientation
+            yield from rows
+    finally:
+        # Ctrl-C or an error: queued decodes are dropped, running ones finish on their own.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def score_entries(paths: Sequence[str]) -> list[tuple[str, str | None]]:
+    """``(file, None)`` for each image file given or found in a folder given; a path that is
+    missing (or a folder without images) becomes ``(path, error)``: an error row, not an
+    abort, like an unreadable file inside a folder."""
+    from .imageio import expand_paths
+
+    entries: list[tuple[str, str | None]] = []
+    for given in paths:
+        try:
+            entries.extend((str(path), None) for path in expand_paths([given]))
+        except SaliqError as exc:
+            entries.append((given, str(exc)))
+    return entries
+
+
+class _ScoreWriter:
+    """Writes rows of one format to a stream as they come; ``finish`` closes the document.
+
+    Nothing is written before the first row, so an error before any row leaves no stray
+    header (or, in the JSON formats, gives the error document alone)."""
+
+    def __init__(self, stream, fmt: str, model: str, columns: list[str], width: int) -> None:
+        self.stream, self.fmt, self.model = stream, fmt, model
+        self.columns, self.width, self.count = columns, width, 0
+        self.started = False
+        self._csv = None
+
+    def _emit(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()  # streamed: a row is visible (and survives Ctrl-C) once written
+
+    def _start(self) -> None:
+        self.started = True
+        if self.fmt == "json":
+            self._emit(f'{{\n  "model": {json.dumps(self.model)},\n  "results": [')
+        elif self.fmt == "csv":
+            import csv
+
+            self._csv = csv.DictWriter(
+                self.stream, ["path", *self.columns, "orientation", "error"], lineterminator="\n"
+            )
+            self._csv.writeheader()
+        elif self.fmt == "table":
+            extra = "".join(f"  {c:>10}" for c in self.columns[1:])
+            self._emit(f"{'image':<{self.width}}  score{extra}\n")
+
+    def row(self, row: dict[str, object]) -> None:
+        if not self.started:
+            self._start()
+        if self.fmt == "json":
+            self._emit(("," if self.count else "") + "\n    " + json.dumps(row))
+        elif self.fmt == "jsonl":
+            self._emit(json.dumps(row) + "\n")
+        elif self.fmt == "csv":
+            self._csv.writerow(row)
+            self.stream.flush()
+        else:
+            self._emit(f"{row['path']:<{self.width}}  {self._table_cells(row)}\n")
+        self.count += 1
+
+    def _table_cells(self, row: dict[str, object]) -> str:
+        if "error" in row:
+            return f"error: {row['error']}"
+        cells = f"{row['score']:.4f}"
+        for column in self.columns[1:]:
+            value = row.get(column)
+            if column == "pass":
+                text = "pass" if value else "FAIL"
+            else:
+                text = "-" if value is None else f"{value:.4f}"
+            cells += f"  {text:>10}"
+        if row.get("orientation", 1) != 1:
+            cells += f"  (EXIF orientation {row['orientation']} applied: scored upright)"
+        return cells
+
+    def finish(self, summary: dict[str, object], status: int, error: str | None) -> None:
+        if not self.started:
+            if error is not None:
+                _fatal_json(self.fmt, error, self.stream)
+                return
+            self._start()
+        if self.fmt == "json":
+            tail = ("\n  " if self.count else "") + f'],\n  "summary": {json.dumps(summary)}'
+            if error is not None:
+                tail += f',\n  "error": {json.dumps(error)}'
+            self._emit(tail + f',\n  "exit_code": {status}\n}}\n')
+        elif self.fmt == "jsonl" and error is not None:
+            self._emit(json.dumps({"error": error, "fatal": True}) + "\n")
+
+
+def _score_format(args: argparse.Namespace) -> str:
+    if args.json and args.format not in (None, "json"):
+        raise SaliqError(f"--json and --format {args.format} disagree; pass one of them")
+    if args.json:
+        return "json"
+    if args.format:
+        return args.format
+    if args.output:
+        from pathlib import Path
+
+        return _SUFFIX_FORMATS.get(Path(args.output).suffix.lower(), "table")
+    return "table"
+
+
+def _fatal_json(fmt: str, message: str, stream=None) -> None:
+    """A fatal error as the JSON that was asked for, besides the one line on stderr."""
+    stream = stream or sys.stdout
+    if fmt == "json":
+        stream.write(json.dumps({"error": message, "exit_code": EXIT_ERROR}, indent=2) + "\n")
+    elif fmt == "jsonl":
+        stream.write(json.dumps({"error": message, "fatal": True}) + "\n")
+    stream.flush()
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    fmt = _score_format(args)
+    try:
+        return _score(args, fmt)
+    except BrokenPipeError:
+        # `saliq score ... | head`: the reader left; stop quietly, as Unix tools do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except SaliqError as exc:
+        _fatal_json(fmt, str(exc))  # the JSON asked for; main() prints the stderr line
+        raise
+
+
+def _score(args: argparse.Namespace, fmt: str) -> int:
+    from contextlib import ExitStack
+
+    from .assess import REGION_SCORES, load
+    from .atomic import atomic_path
+
+    threshold = args.threshold
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise SaliqError(f"--threshold must be in [0, 1] (scores are), got {threshold}")
+    if args.batch_size < 1:
+        raise SaliqError(f"--batch-size must be at least 1, got {args.batch_size}")
+    entries = score_entries(args.paths)
+    if len(entries) == 1 and entries[0][1] is not None:
+        raise SaliqError(entries[0][1])  # the one input given is missing: a plain error
+    assessor = load(
+        args.model,
+        backend=args.backend,
+        threads=args.threads,
+        allow_engine_host_code=args.allow_engine_host_code,
+    )
+    columns = ["score"]
+    if REGION_SCORES in assessor.spec.outputs:  # crop-view models: where people look vs rest
+        columns += ["salient", "background"]
+    if threshold is not None:
+        columns.append("pass")
+    counts = {"images": len(entries), "scored": 0, "errors": 0}
+    if threshold is not None:
+        counts["below_threshold"] = 0
+    buffered: list[dict[str, object]] = []
+    interrupted, error = False, None
+    with ExitStack() as stack:
+        stream = sys.stdout
+        if args.output:
+            # Written beside FILE and renamed over it at the end, so FILE is never
+            # half-written: a fatal error or SIGTERM leaves it as it was.
+            tmp = stack.enter_context(atomic_path(args.output))
+            stream = stack.enter_context(tmp.open("w", encoding="utf-8", newline=""))
+        width = max(len(path) for path, _ in entries)
+        writer = _ScoreWriter(stream, fmt, assessor.spec.name, columns, width)
+        rows = score_rows(assessor, entries, args.batch_size, args.decode_workers)
+        show_progress = args.output is not None or not sys.stdout.isatty()
+        try:
+            for done, row in enumerate(rows, start=1):
+                if "error" in row:
+                    if len(entries) == 1:  # one file given: its problem is the error
+                        raise SaliqError(str(row["error"]))
+                    counts["errors"] += 1
+                else:
+                    counts["scored"] += 1
+                    if threshold is not None:
+                        row["pass"] = bool(row["score"] >= threshold)
+                        counts["below_threshold"] += not row["pass"]
+                if args.sort:
+                    buffered.append(row)  # sorting needs every row: nothing streams
+                else:
+                    writer.row(row)
+                _progress(done, len(entries), show_progress)
+        except KeyboardInterrupt:
+            interrupted = True  # keep the rows so far; the document is closed below
+        except SaliqError as exc:
+            if args.output:
+                raise  # FILE is not replaced; cmd_score reports the error
+            error = str(exc)
+        finally:
+            rows.close()  # stops the decode pool now, not when the generator is collected
+        for row in _sorted_rows(buffered, args.sort, args.reverse):
+            writer.row(row)
+        status = _score_status(counts, interrupted, error)
+        writer.finish({**counts, "interrupted": interrupted}, status, error)
+    if error is not None:
+        print(f"saliq: error: {error}", file=sys.stderr)
+    else:
+        _score_summary(counts, threshold, interrupted, args.output)
+    return status
+
+
+def _sorted_rows(rows: list[dict[str, object]], key: str | None, reverse: bool) -> list:
+    if key == "name":
+        return sorted(rows, key=lambda r: str(r["path"]), reverse=reverse)
+    if key == "score":  # lowest first (the images to look at); error rows always last
+        scored = sorted((r for r in rows if "score" in r), key=lambda r: r["score"])
+        return (scored[::-1] if reverse else scored) + [r for r in rows if "score" not in r]
+    return rows
+
+
+def _score_status(counts: dict[str, int], interrupted: bool, error: str | None) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if error is not None or counts["errors"]:
+        return EXIT_ERROR
+    return EXIT_BELOW_THRESHOLD if counts.get("below_threshold") else 0
+
+
+def _score_summary(
+    counts: dict[str, int], threshold: float | None, interrupted: bool, output: str | None
+) -> None:
+    """One line on stderr (stdout holds only the rows): what was scored, where it went."""
+    line = f"scored {counts['scored']} of {counts['images']} images"
+    if counts["errors"]:
+        line += f", {counts['errors']} with errors"
+    if threshold is not None:
+        line += f", {counts['below_threshold']} below the threshold {threshold:g}"
+    if output:
+        line += f"; wrote {output}"
+    if interrupted:
+        line = f"saliq: interrupted (Ctrl-C): {line}"
+    if interrupted or output or threshold is not None or counts["errors"] or sys.stdout.isatty():
+        print(line, file=sys.stderr)
+
+
+def _progress(done: int, total: int, show: bool = True) -> None:
+    # Rows on a terminal are their own progress; a counter there would interleave with them.
+    if show and total > 1 and sys.stderr.isatty():
+        sys.stderr.write(f"\rscoring {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
 # --- registration (each called only for the command being run) -----------------------------
 
 
 def register_score(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from .backends import BACKENDS
 
-    score = sub.add_parser("score", help=COMMANDS["score"][0])
+    score = sub.add_parser(
+        "score",
+        help=COMMANDS["score"][0],
+        description="Score images (0 = unusable, 1 = pristine), one row per image as it is "
+        "ready. Exit status: 0 all scored (and passed --threshold), 1 some below --threshold, "
+        "2 an error (a missing or unreadable image, or a fatal error), 130 Ctrl-C.",
+    )
     score.add_argument("paths", nargs="+", help="image files or folders")
     score.add_argument("--model", default="default", help="default | model.onnx | ckpt.safetensors")
     score.add_argument("--backend", default="auto", choices=BACKENDS)
     score.add_argument("--threads", type=int, default=0, help="CPU threads (0 = runtime default)")
-    score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    score.add_argument(
+        "--format",
+        choices=SCORE_FORMATS,
+        default=None,
+        help="output: table (default), json (one document), jsonl (a JSON object a line), csv; "
+        "with -o, the default follows FILE's suffix (.json, .jsonl, .csv)",
+    )
+    score.add_argument("--json", action="store_true", help="same as --format json")
+    score.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the rows to FILE (replaced only when done; Ctrl-C keeps the rows so far)",
+    )
+    score.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default=None,
+        help="order rows by path or by score (lowest first); rows are then held back and "
+        "written at the end, not streamed",
+    )
+    score.add_argument("--reverse", action="store_true", help="reverse --sort")
+    score.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="pass if score >= T: adds a pass column and exits 1 when an image is below T",
+    )
+    score.add_argument(
+        "--batch-size", type=int, default=SCORE_BATCH, help="images per model call (default 16)"
+    )
+    score.add_argument(
+        "--decode-workers",
+        type=int,
+        default=0,
+        help="threads decoding the next batch while one runs (0 = up to 4, one per core)",
+    )
     score.add_argument(
         "--allow-engine-host-code",
         action="store_true",

@@ -35,6 +35,8 @@ _SUPPORTED = "HxW, HxWx1 (gray), HxWx3 (BGR/RGB) or HxWx4 (BGRA/RGBA) uint8/uint
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_HEADER = b"Exif\x00\x00"
+_ORIENTATION_TAG = 0x0112
 # A complete file ends with its end marker, give or take a little padding some encoders add;
 # only when it is not there do we pay for walking the file's structure.
 _TAIL_BYTES = 32
@@ -47,11 +49,20 @@ def read_image(path: PathInput) -> tuple[np.ndarray, str]:
     """Read an image file as (pixels, fmt), fmt being "BGR", "BGRA" or "GRAY".
 
     8-bit and 16-bit files are supported; 16-bit PNG/TIFF stay uint16 (decoded with
-    ``IMREAD_UNCHANGED``). EXIF orientation is not applied. The bytes are read by Python and
-    decoded with ``cv2.imdecode`` so that non-ASCII paths work on every platform. Truncated
-    JPEG/PNG files are rejected before decoding: OpenCV would otherwise return them with a
-    grey bottom part (or not at all, depending on version and entry point).
+    ``IMREAD_UNCHANGED``). A JPEG's EXIF orientation (1-8) is applied, as browsers and
+    ``cv2.imread`` do, so a portrait photo comes out upright
+    (:func:`read_image_oriented` also says which orientation was applied). The bytes are read
+    by Python and decoded with ``cv2.imdecode`` so that non-ASCII paths work on every
+    platform. Truncated JPEG/PNG files are rejected before decoding: OpenCV would otherwise
+    return them with a grey bottom part (or not at all, depending on version and entry point).
     """
+    pixels, fmt, _ = read_image_oriented(path)
+    return pixels, fmt
+
+
+def read_image_oriented(path: PathInput) -> tuple[np.ndarray, str, int]:
+    """:func:`read_image`, plus the EXIF orientation that was applied (1 = none: the pixels
+    as stored; always 1 for formats other than JPEG)."""
     if isinstance(path, (bytes, bytearray)):
         raise InvalidImageError(
             "got bytes, not a path; pass the path as str or pathlib.Path "
@@ -103,7 +114,74 @@ def read_image(path: PathInput) -> tuple[np.ndarray, str]:
             f"{file} is not a readable image (unknown format or corrupt data); pass a JPEG, "
             "PNG, BMP, TIFF or WebP file"
         )
-    return _check_pixels(pixels, str(file), "BGR", from_file=True)
+    # IMREAD_UNCHANGED (needed for 16-bit and alpha) ignores EXIF orientation, unlike
+    # cv2.imread's default: apply it here, or portrait phone photos are scored sideways.
+    orientation = jpeg_orientation(data) if data.startswith(_JPEG_SOI) else 1
+    pixels = apply_orientation(pixels, orientation)
+    checked, fmt = _check_pixels(pixels, str(file), "BGR", from_file=True)
+    return checked, fmt, orientation
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (0x0112) of a JPEG's APP1 segment: 1-8, or 1 when there is none
+    or it cannot be read (a damaged EXIF block never stops the image from being scored)."""
+    size = len(data)
+    pos = 2
+    while pos + 4 <= size and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: metadata comes before
+            return 1
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return 1
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment.startswith(_EXIF_HEADER):
+            return _tiff_orientation(segment[len(_EXIF_HEADER) :])
+        pos += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """Orientation from IFD0 of the TIFF structure inside an EXIF block (either byte order)."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8 or int.from_bytes(tiff[2:4], order) != 42:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    count = int.from_bytes(tiff[ifd : ifd + 2], order)
+    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        if int.from_bytes(tiff[entry : entry + 2], order) == _ORIENTATION_TAG:
+            kind = int.from_bytes(tiff[entry + 2 : entry + 4], order)
+            if kind != 3:  # SHORT, as the standard says; anything else is a broken writer
+                return 1
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright for EXIF ``orientation`` (1-8), as ``cv2.imread`` and
+    browsers display them; 5-8 swap height and width. Views, not copies (made contiguous
+    by the pixel checks)."""
+    if orientation == 2:  # mirrored left-right
+        return pixels[:, ::-1]
+    if orientation == 3:  # rotated 180
+        return pixels[::-1, ::-1]
+    if orientation == 4:  # mirrored top-bottom
+        return pixels[::-1]
+    if orientation == 5:  # transpose (mirror about the main diagonal)
+        return pixels.swapaxes(0, 1)
+    if orientation == 6:  # stored rotated 90 counter-clockwise: turn 90 clockwise
+        return pixels.swapaxes(0, 1)[:, ::-1]
+    if orientation == 7:  # transverse (mirror about the anti-diagonal)
+        return pixels[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:  # stored rotated 90 clockwise: turn 90 counter-clockwise
+        return pixels.swapaxes(0, 1)[::-1]
+    return pixels
 
 
 def validate_array(

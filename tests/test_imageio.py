@@ -298,3 +298,126 @@ def test_expand_folder_without_images(tmp_path: Path) -> None:
 def test_expand_missing(tmp_path: Path) -> None:
     with pytest.raises(InvalidImageError, match="not found"):
         expand_paths([tmp_path / "gone"])
+
+
+# ---------------------------------------------------------------- EXIF orientation (JPEG)
+
+
+def exif_app1(orientation: int, byte_order: str = "MM", kind: int = 3) -> bytes:
+    """A hand-made APP1 segment: "Exif\\0\\0", a TIFF header and IFD0 with one Orientation
+    (0x0112) entry of TIFF type ``kind`` (3 = SHORT, the standard's)."""
+    import struct
+
+    e = ">" if byte_order == "MM" else "<"
+    tiff = byte_order.encode() + struct.pack(f"{e}HI", 42, 8)  # magic 42, IFD0 at offset 8
+    tiff += struct.pack(f"{e}H", 1)  # one entry
+    tiff += struct.pack(f"{e}HHIH", 0x0112, kind, 1, orientation) + b"\0\0"  # value, padded
+    tiff += struct.pack(f"{e}I", 0)  # no next IFD
+    body = b"Exif\0\0" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def write_oriented_jpeg(path: Path, stored: np.ndarray, orientation: int, **kw) -> Path:
+    """``stored`` as a JPEG (quality 100) whose EXIF says to show it with ``orientation``."""
+    ok, encoded = cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    data = encoded.tobytes()
+    path.write_bytes(data[:2] + exif_app1(orientation, **kw) + data[2:])  # right after SOI
+    return path
+
+
+def _marked(height: int = 48, width: int = 80) -> np.ndarray:
+    """Black, with a white 16x16 block at the stored top-left and a red one at the stored
+    top-right corner (the start and the end of row 0)."""
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:16, :16] = 255
+    img[:16, -16:] = (0, 0, 255)
+    return img
+
+
+def _corner_of(img: np.ndarray, colour: tuple[int, int, int]) -> str:
+    """Which corner (TL, TR, BL, BR) holds the 8x8 patch closest to ``colour``."""
+    h, w = img.shape[:2]
+    patches = {
+        "TL": img[:8, :8],
+        "TR": img[:8, w - 8 :],
+        "BL": img[h - 8 :, :8],
+        "BR": img[h - 8 :, w - 8 :],
+    }
+    target = np.asarray(colour, np.float64)
+    return min(patches, key=lambda k: np.abs(patches[k].mean(axis=(0, 1)) - target).sum())
+
+
+# Where the stored row 0 ends up on screen, from the EXIF 2.3 table ("0th row / 0th column"):
+# orientation -> (corner of stored top-left, corner of stored top-right, sides swapped).
+EXIF_CORNERS = {
+    1: ("TL", "TR", False),
+    2: ("TR", "TL", False),
+    3: ("BR", "BL", False),
+    4: ("BL", "BR", False),
+    5: ("TL", "BL", True),
+    6: ("TR", "BR", True),
+    7: ("BR", "TR", True),
+    8: ("BL", "TL", True),
+}
+
+
+@pytest.mark.parametrize("byte_order", ["MM", "II"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int, byte_order: str) -> None:
+    from saliq.imageio import read_image_oriented
+
+    stored = _marked()
+    path = write_oriented_jpeg(tmp_path / "o.jpg", stored, orientation, byte_order=byte_order)
+    pixels, fmt, applied = read_image_oriented(path)
+    white_at, red_at, swapped = EXIF_CORNERS[orientation]
+    assert applied == orientation and fmt == "BGR"
+    assert pixels.shape == ((80, 48, 3) if swapped else (48, 80, 3))
+    assert _corner_of(pixels, (255, 255, 255)) == white_at
+    assert _corner_of(pixels, (0, 0, 255)) == red_at
+    assert pixels.flags.c_contiguous
+    # Exactly what OpenCV's imread shows (its default flags apply EXIF orientation).
+    np.testing.assert_array_equal(pixels, cv2.imread(str(path)))
+    np.testing.assert_array_equal(read_image(path)[0], pixels)
+
+
+def test_exif_orientation_of_gray_jpeg(tmp_path: Path) -> None:
+    from saliq.imageio import read_image_oriented
+
+    stored = _marked()[:, :, 0].copy()
+    stored[:16, -16:] = 0  # gray: only the white block marks the corner
+    path = write_oriented_jpeg(tmp_path / "g.jpg", stored, 6)
+    pixels, fmt, applied = read_image_oriented(path)
+    assert (fmt, applied, pixels.shape) == ("GRAY", 6, (80, 48))
+    assert pixels[:8, -8:].mean() > 200 and pixels[-8:, :8].mean() < 50
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: exif_app1(9),  # out of range
+        lambda: exif_app1(0),
+        lambda: exif_app1(6, kind=4),  # LONG instead of SHORT
+        lambda: exif_app1(6)[:-12],  # IFD cut short
+        lambda: exif_app1(6).replace(b"MM\x00\x2a", b"XX\x00\x2a"),  # bad byte order
+    ],
+)
+def test_damaged_exif_reads_as_stored(tmp_path: Path, make) -> None:
+    from saliq.imageio import read_image_oriented
+
+    segment = make()
+    # Keep the segment length field consistent with a truncated body.
+    segment = segment[:2] + len(segment[2:]).to_bytes(2, "big") + segment[4:]
+    ok, encoded = cv2.imencode(".jpg", _marked(), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    data = encoded.tobytes()
+    (tmp_path / "d.jpg").write_bytes(data[:2] + segment + data[2:])
+    pixels, _, applied = read_image_oriented(tmp_path / "d.jpg")
+    assert applied == 1 and pixels.shape == (48, 80, 3)
+
+
+def test_orientation_is_one_without_exif(tmp_path: Path) -> None:
+    from saliq.imageio import jpeg_orientation, read_image_oriented
+
+    assert read_image_oriented(_write(tmp_path / "p.png", _marked()))[2] == 1
+    assert read_image_oriented(_write(tmp_path / "j.jpg", _marked()))[2] == 1
+    assert jpeg_orientation(b"\xff\xd8\xff\xd9") == 1
