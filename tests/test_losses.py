@@ -224,6 +224,16 @@ def test_hflip_flips_only_image_like_tensors() -> None:
     assert torch.equal(out["score"], x["score"]) and torch.equal(out["dist"], x["dist"])
 
 
+def test_hflip_mirrors_crop_boxes_as_coordinates() -> None:
+    """A crop box of the flipped frame covers the mirrored window (the flipped crop's pixels)."""
+    boxes = torch.tensor([[[0.1, 0.2, 0.3, 0.6], [0.5, 0.0, 1.0, 0.5]]])
+    out = hflip({"crop_boxes": boxes, "grid_boxes": boxes[:, :1]})
+    want = torch.tensor([[[0.7, 0.2, 0.9, 0.6], [0.0, 0.0, 0.5, 0.5]]])
+    torch.testing.assert_close(out["crop_boxes"], want)
+    torch.testing.assert_close(out["grid_boxes"], want[:, :1])
+    torch.testing.assert_close(hflip(out)["crop_boxes"], boxes)  # an involution
+
+
 # ---------------------------------------------------------------- gradients
 
 

@@ -13,15 +13,28 @@ from saliq.errors import ConfigError
 Model = Callable[[dict[str, torch.Tensor]], Mapping[str, torch.Tensor]]
 
 
+BOX_KEYS = ("crop_boxes", "grid_boxes")  # [N, K, 4] normalised (x0, y0, x1, y1): no width axis
+
+
+def mirror_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Normalised (x0, y0, x1, y1) boxes of the horizontally flipped frame: x -> 1 - x."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([1.0 - x1, y0, 1.0 - x0, y1], dim=-1)
+
+
 def hflip(values: Mapping[str, Any]) -> dict[str, Any]:
     """Horizontal flip of every image-like tensor (3 or more dims) on its last (width) axis.
 
     Tensors of 1 or 2 dims (scores ``[N]``, features ``[N, C]``, score distributions ``[N, 5]``)
     have no width axis and pass unchanged: flipping their last axis would permute the batch or
-    the bins. Non-tensors pass unchanged.
+    the bins. Crop boxes (``BOX_KEYS``) are coordinates, not pixels: they are mirrored.
+    Non-tensors pass unchanged.
     """
     out: dict[str, Any] = {}
     for key, value in values.items():
+        if key in BOX_KEYS and isinstance(value, torch.Tensor):
+            out[key] = mirror_boxes(value)
+            continue
         flip = isinstance(value, torch.Tensor) and value.dim() >= 3
         out[key] = value.flip(-1) if flip else value
     return out
