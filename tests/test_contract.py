@@ -28,6 +28,7 @@ from saliq.train.models import (  # noqa: E402
     register_model,
 )
 from saliq.train.models.registry import create_model  # noqa: E402
+from tests.tiny_specs import tiny_spec  # noqa: E402
 
 SIZE = 64
 
@@ -151,17 +152,8 @@ def test_contract_end_to_end(case, tmp_path):
     config = dict(TINY.get(case, {}))
     torch.manual_seed(0)
     model = create_model(architecture, pretrained=False, **config)
-    spec = model_spec(
-        model,
-        name=f"test-{case}",
-        architecture=architecture,
-        backbone=str(config.get("backbone", "none")),
-        input_height=SIZE,
-        input_width=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        model_config=config,
-    )
+    backbone = str(config.get("backbone", "none"))
+    spec = tiny_spec(model, architecture, config, SIZE, name=f"test-{case}", backbone=backbone)
     assert spec.inputs == model.inputs and spec.outputs == model.outputs
 
     # forward -> loss -> backward: every exported output has its declared per-sample shape

@@ -19,6 +19,7 @@ from saliq.errors import ConfigError  # noqa: E402
 from saliq.train.explain import cam as C  # noqa: E402
 from saliq.train.explain import masking as M  # noqa: E402
 from saliq.train.explain.fraccp import fraccp, fraccp_per_group  # noqa: E402
+from tests.tiny_specs import tiny_spec  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -292,7 +293,7 @@ def test_rotation_averaged_cam_matches_the_plain_one_for_a_pixelwise_model():
 
 def _tiny_views_checkpoint(tmp_path):
     from saliq.train.checkpoint import save_checkpoint
-    from saliq.train.models import create_model, model_spec
+    from saliq.train.models import create_model
 
     config = {
         "backbone": "efficientnet_lite0",
@@ -304,17 +305,7 @@ def _tiny_views_checkpoint(tmp_path):
     }
     torch.manual_seed(0)
     model = create_model("sgdnet_views", pretrained=False, **config).eval()
-    spec = model_spec(
-        model,
-        name="tiny-views",
-        architecture="sgdnet_views",
-        backbone="efficientnet_lite0",
-        input_height=64,
-        input_width=64,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        model_config=config,
-    )
+    spec = tiny_spec(model, "sgdnet_views", config, 64, name="tiny-views")
     return save_checkpoint(tmp_path / "tiny.safetensors", model, spec), model, spec
 
 

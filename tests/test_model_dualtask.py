@@ -19,13 +19,13 @@ from saliq.errors import ConfigError  # noqa: E402
 from saliq.train.checkpoint import save_checkpoint  # noqa: E402
 from saliq.train.config import load_config  # noqa: E402
 from saliq.train.losses import LossContext, build_loss  # noqa: E402
-from saliq.train.models import model_spec  # noqa: E402
 from saliq.train.models.dualtask import (  # noqa: E402  (importing registers "dualtask")
     DualTask,
     gradcam_autograd,
     gradcam_map,
     mlp_logit_and_gradient,
 )
+from tests.tiny_specs import tiny_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64  # 2x2 cells at stride 32, 4x4 at stride 16
@@ -198,17 +198,7 @@ def test_onnx_export_parity_lint_and_sdk(mode, tmp_path):
 
     config = {**TINY, "saliency": mode}
     model = _model(saliency=mode).eval()
-    spec = model_spec(
-        model,
-        name=f"test-dualtask-{mode}",
-        architecture="dualtask",
-        backbone="efficientnet_lite0",
-        input_height=SIZE,
-        input_width=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        model_config=config,
-    )
+    spec = tiny_spec(model, "dualtask", config, SIZE, name=f"test-dualtask-{mode}")
     ckpt = save_checkpoint(tmp_path / "m.safetensors", model, spec, {"test": mode})
     report = export_onnx(ckpt, tmp_path / "m.onnx", verify_images=2)
     assert report.max_score_diff <= 1e-4

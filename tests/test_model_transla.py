@@ -15,9 +15,9 @@ import saliq  # noqa: E402
 from saliq.errors import ConfigError  # noqa: E402
 from saliq.train.losses import TERMS, LossContext, build_loss  # noqa: E402
 from saliq.train.losses.transla import BIM, bim_loss  # noqa: E402
-from saliq.train.models import model_spec  # noqa: E402
 from saliq.train.models.registry import create_model  # noqa: E402
 from saliq.train.models.transla import TranSLA  # noqa: E402  (registers "transla")
+from tests.tiny_specs import tiny_spec  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "transla"
 ROWS = {  # Table 3: file -> (bim, sat, lfe)
@@ -337,17 +337,7 @@ def test_onnx_export_parity_and_lint_through_the_sdk(tmp_path):
 
     config = dict(TINY)  # default pos_grid (7x7): the exported graph resizes it to 2x2
     model = _tiny().eval()
-    spec = model_spec(
-        model,
-        name="test-transla",
-        architecture="transla",
-        backbone="efficientnet_lite0",
-        input_height=SIZE,
-        input_width=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        model_config=config,
-    )
+    spec = tiny_spec(model, "transla", config, SIZE)
     assert spec.inputs == ("image", "gradient") and spec.outputs == ("score", "saliency")
     ckpt = save_checkpoint(tmp_path / "transla.safetensors", model, spec, {"test": "transla"})
     report = export_onnx(ckpt, tmp_path / "transla.onnx", verify_images=4)

@@ -25,6 +25,7 @@ from saliq.train.models.tres import (  # noqa: E402
     regrid_checkpoint,
     sine_positional_encoding,
 )
+from tests.tiny_specs import tiny_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64  # whole view and grid crops: two stride-32 cells per side
@@ -55,17 +56,7 @@ def _inputs(batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _spec(model: TReS, config: dict):
-    return model_spec(
-        model,
-        name="test-tres",
-        architecture="tres",
-        backbone="efficientnet_lite0",
-        input_height=SIZE,
-        input_width=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        model_config=config,
-    )
+    return tiny_spec(model, "tres", config, SIZE)
 
 
 def _frames(n: int) -> list[np.ndarray]:

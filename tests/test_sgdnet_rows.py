@@ -19,9 +19,9 @@ from saliq.errors import ConfigError  # noqa: E402
 from saliq.train.checkpoint import save_checkpoint  # noqa: E402
 from saliq.train.config import load_config  # noqa: E402
 from saliq.train.losses import LossContext, build_loss  # noqa: E402
-from saliq.train.models import model_spec  # noqa: E402
 from saliq.train.models.blocks import SqueezeExcite  # noqa: E402
 from saliq.train.models.sgdnet import SGDNet  # noqa: E402
+from tests.tiny_specs import tiny_spec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "sgdnet"
@@ -163,17 +163,7 @@ def test_score_only_baseline_exports_and_serves(tmp_path):
     config = {"backbone": "efficientnet_lite0", **TINY, "use_se": False, "use_saliency": False}
     torch.manual_seed(0)
     model = SGDNet(**config).eval()
-    spec = model_spec(
-        model,
-        name="test-sgdnet-baseline",
-        architecture="sgdnet",
-        backbone="efficientnet_lite0",
-        input_height=SIZE,
-        input_width=SIZE,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        model_config=config,
-    )
+    spec = tiny_spec(model, "sgdnet", config, SIZE, name="test-sgdnet-baseline")
     assert spec.outputs == ("score",) and not spec.saliency
     ckpt = save_checkpoint(tmp_path / "b.safetensors", model, spec)
     report = export_onnx(ckpt, tmp_path / "b.onnx", verify_images=2)
