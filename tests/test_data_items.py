@@ -449,3 +449,169 @@ def test_data_config_validation_and_shipped_configs() -> None:
             warnings.simplefilter("error")
             data = load_config(path).data
         assert data.source in ("synthetic", "native") and data.crop is None
+
+
+# ---------------------------------------------------------------- rotation, native targets
+
+# Digests of items built with default settings, computed on the code before data.rotate_deg
+# and the native saliency targets existed: the defaults must keep building these exact items.
+BASELINE_DIGESTS = {
+    "native_train": [
+        "0ce755e5d5d9b57f",
+        "4481a75b0c9e9117",
+        "bdc0fd20df0cce12",
+        "f0149ae616e16900",
+        "fef0a3603726f86d",
+        "891efb52332ab4b4",
+    ],
+    "native_grid": ["2e8cf9504dae7a9b", "aaf01e2edcb2a113", "93c41fe917ac0d44"],
+    "synthetic": [
+        "10bbca5646cd9e48",
+        "8b51ad811a226216",
+        "47033ed07899e474",
+        "301062c6937943e6",
+        "6025465fc082753b",
+        "cc7d223dd1ac04f1",
+    ],
+    "mos": ["a2981fd70a20deeb", "d018bdaea5636087"],
+}
+
+
+def _digest(item: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(item):
+        h.update(key.encode())
+        h.update(np.round(item[key].numpy().astype(np.float64), 5).tobytes())
+    return h.hexdigest()[:16]
+
+
+def test_default_items_are_unchanged_by_rotation_and_native_targets(tmp_path: Path) -> None:
+    from saliq.train.data.content import ContentItem
+    from saliq.train.data.native import NativeGridSet, NativeTrainSet
+    from saliq.views import ViewConfig
+
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(2):
+        small = rng.integers(0, 255, (24, 32, 3)).astype(np.uint8)
+        photo = cv2.resize(small, (640, 480), interpolation=cv2.INTER_CUBIC)
+        path = tmp_path / f"p{i}.png"
+        cv2.imwrite(str(path), photo)
+        fix = np.array([[100.0, 80.0], [500.0, 400.0], [320.0, 240.0]], np.float32)
+        items.append(ContentItem(str(path), "test", fix if i == 0 else None, 640, 480))
+    views = ViewConfig(detail_crops=3, crop_size=32, salient_crops=2)
+    pre2 = Preprocessor(64, 64, version=2, views=views)
+    native = NativeTrainSet(items, pre2, ("image", "crops", "crop_weights"), 3, seed=1)
+    native.set_epoch(1)
+    grid = NativeGridSet(items[:1], pre2, ("image", "crops"), types=["gaussian_noise"])
+    synthetic = SyntheticTrainSet(
+        items, PRE, (4, 4), copies_per_photo=3, seed=2, inputs=ALL_INPUTS, targets=ALL_TARGETS
+    )
+    records = [MosRecord(it.path, 0.5, None, None, None) for it in items]
+    mos = MosDataset(records, PRE, (4, 4), crop=[200, 300], train=True, seed=3)
+    got = {
+        "native_train": [_digest(native[i]) for i in range(len(native))],
+        "native_grid": [_digest(grid[i]) for i in range(3)],
+        "synthetic": [_digest(synthetic[i]) for i in range(len(synthetic))],
+        "mos": [_digest(mos[i]) for i in range(len(mos))],
+    }
+    assert got == BASELINE_DIGESTS
+
+
+def _dot_frame(hw=(96, 128), xy=(80.0, 40.0)) -> np.ndarray:
+    frame = np.full((*hw, 3), 10, np.uint8)
+    cv2.circle(frame, (int(xy[0]), int(xy[1])), 5, (255, 255, 255), -1)
+    return frame
+
+
+def _bright_centre(frame: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.nonzero(frame.mean(axis=2) > 128)
+    return rows.mean(), cols.mean()
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+@pytest.mark.parametrize("angle", [35.0, -60.0])
+def test_rotated_frame_keeps_the_saliency_target_on_the_fixated_dot(flipped, angle) -> None:
+    from saliq.train.data.crops import rotate_frame
+
+    # Fixations on a 2x larger annotation image (stretched onto the frame), dot off-centre
+    # but near enough to it that no reflected copy of the dot enters the rotated frame.
+    fix = np.array([[2 * 80.0 + 0.5, 2 * 40.0 + 0.5]] * 4, np.float32)
+    frame = _dot_frame()
+    if flipped:
+        frame = np.ascontiguousarray(frame[:, ::-1])
+    rotated = rotate_frame(frame, angle)
+    builder = ItemBuilder(Preprocessor(96, 128), (48, 64), targets=("saliency",))
+    item = builder(
+        rotated, score=0.5, fixations=fix, fixation_hw=(192, 256), flipped=flipped, rotation=angle
+    )
+    saliency = item["saliency"].numpy()[0]
+    row, col = np.unravel_index(int(saliency.argmax()), saliency.shape)
+    dot_row, dot_col = _bright_centre(rotated)  # the dot's new position, in frame pixels
+    assert abs((row + 0.5) * 2 - dot_row) <= 2.0 and abs((col + 0.5) * 2 - dot_col) <= 2.0
+    # ... and it moved: the unrotated target peaks elsewhere
+    plain = builder(frame, score=0.5, fixations=fix, fixation_hw=(192, 256), flipped=flipped)
+    assert np.unravel_index(int(plain["saliency"].numpy()[0].argmax()), (48, 64)) != (row, col)
+
+
+def test_rotation_draws_are_seeded_and_off_means_identical() -> None:
+    from saliq.train.data.crops import augment_photo, draw_rotation
+
+    photo = _frame((60, 80))
+    for seed in range(5):
+        plain = crop_photo(photo, (40, 50), np.random.default_rng(seed))
+        off = augment_photo(photo, (40, 50), np.random.default_rng(seed), rotate_deg=0.0)
+        assert off[2] == 0.0 and off[1] == plain[1] and np.array_equal(off[0], plain[0])
+        a = augment_photo(photo, (40, 50), np.random.default_rng(seed), rotate_deg=10.0)
+        b = augment_photo(photo, (40, 50), np.random.default_rng(seed), rotate_deg=10.0)
+        assert a[2] == b[2] and -10.0 <= a[2] <= 10.0 and a[2] != 0.0
+        assert np.array_equal(a[0], b[0]) and a[0].dtype == np.uint8 and a[0].shape == (40, 50, 3)
+    assert draw_rotation(None, 10.0) == 0.0  # validation/test: never rotated
+    rng = np.random.default_rng(0)
+    assert draw_rotation(rng, 0.0) == 0.0 and rng.random() == np.random.default_rng(0).random()
+
+
+def test_rotate_deg_config_is_validated() -> None:
+    assert DataConfig().rotate_deg == 0.0 and DataConfig(rotate_deg=10).rotate_deg == 10.0
+    for bad in (-1.0, 181.0, True, "ten"):
+        with pytest.raises(ConfigError, match="data.rotate_deg"):
+            DataConfig(rotate_deg=bad)
+
+
+def test_build_datasets_native_emits_the_losss_saliency_targets(tmp_path: Path) -> None:
+    scene = tmp_path / "scene"
+    rows = ["image,x,y"]
+    for i in range(3):
+        _png(scene / "images" / f"{i:03d}.jpg", (120, 160), seed=i)
+        rows.append(f"{i:03d}.jpg,40,30")
+    (scene / "fixations.csv").write_text("\n".join(rows) + "\n")
+    spec = ModelSpec(
+        name="t",
+        architecture="sgdnet_views",
+        backbone="efficientnet_lite0",
+        input_height=64,
+        input_width=64,
+        inputs=("image", "crops", "crop_weights"),
+        saliency_stride=16,
+        preprocessing_version=2,
+        view_config={"detail_crops": 2, "crop_size": 32, "salient_crops": 1},
+    )
+    config = DataConfig(
+        source="native",
+        scene_dir=str(scene),
+        sample_photos=False,
+        val_fraction=0.34,
+        test_fraction=0.33,
+        copies_per_photo=1,
+        rotate_deg=5.0,
+    )
+    wanted = {"score", "crop_targets", "saliency", "saliency_high", "saliency_low"}
+    train, val, _ = build_datasets(config, spec, Preprocessor.from_spec(spec), wanted, seed=0)
+    assert train.rotate_deg == 5.0
+    for item in (train[0], val[0]):
+        assert wanted <= set(item)
+        assert tuple(item["saliency_high"].shape) == (1, *spec.saliency_size)
+    with pytest.raises(ConfigError, match="cannot make the targets"):
+        build_datasets(config, spec, Preprocessor.from_spec(spec), {"score", "nope"}, seed=0)

@@ -170,3 +170,20 @@ def test_grid_levels_share_the_random_parameters(photos: list[ContentItem]) -> N
     assert len(signs) == 1, signs
     magnitudes = [np.abs(s[[0, 2]] - s[1]).sum() for s in shifts]
     assert magnitudes == sorted(magnitudes)
+
+
+def test_train_set_rotation_is_seeded_and_off_by_default(photos: list[ContentItem]) -> None:
+    plain = SyntheticTrainSet(photos[:3], PRE, SAL_HW, copies_per_photo=2, seed=5)
+    off = SyntheticTrainSet(photos[:3], PRE, SAL_HW, copies_per_photo=2, seed=5, rotate_deg=0.0)
+    rotated = [
+        SyntheticTrainSet(photos[:3], PRE, SAL_HW, copies_per_photo=2, seed=5, rotate_deg=20.0)
+        for _ in range(2)
+    ]
+    for index in range(len(plain)):
+        assert torch.equal(plain[index]["image"], off[index]["image"])
+        a, b = rotated[0][index], rotated[1][index]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["saliency"], b["saliency"])
+        assert float(a["saliency"].sum()) == pytest.approx(1.0, abs=1e-5)
+    assert any(
+        not torch.equal(plain[i]["image"], rotated[0][i]["image"]) for i in range(len(plain))
+    )

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from saliq.errors import ConfigError
 
+from .data.crops import check_rotation
 from .data.labels import DIST_SIGMA
 
 
@@ -57,6 +58,9 @@ class DataConfig:
     annotations: str | None = None  # override the label file (relative to root)
     image_dir: str | None = None  # override the image folder (relative to root)
     crop: list[int] | None = None  # [h, w] native-resolution crop of MOS photos; null: whole
+    # training frames rotated by an angle uniform in [-rotate_deg, rotate_deg] degrees about
+    # their centre (corners reflected), fixations/saliency targets rotated alike; 0: off
+    rotate_deg: float = 0.0
     csv: dict = field(default_factory=dict)  # options of source "csv", keys in CSV_KEYS
     dist_sigma: float = DIST_SIGMA  # width of the Gaussian score_dist around a label
     scene_dir: str | None = "../shared/data/scene"
@@ -95,6 +99,7 @@ class DataConfig:
             ):
                 raise ConfigError(f"data.crop must be null or [height, width], got {crop!r}")
             self.crop = [int(crop[0]), int(crop[1])]
+        self.rotate_deg = check_rotation(self.rotate_deg)
         if not isinstance(self.csv, dict):
             raise ConfigError(f"data.csv must be a mapping of options, got {self.csv!r}")
         unknown = sorted(set(self.csv) - set(self.CSV_KEYS))

@@ -9,18 +9,27 @@ Photos smaller than the crop on an axis: the photo is first upscaled uniformly (
 kept) by the smallest factor that makes it at least h x w, with the SDK's resize (bilinear
 where an axis grows), rounded to uint8; then the window is cut as usual. A 300 x 500 photo
 with a 384 x 384 crop becomes 384 x 640 and a random 384 x 384 window of it is taken.
+
+Rotation (``data.rotate_deg`` r > 0, training only): after the window and the flip, the frame
+is rotated by an angle uniform in [-r, r] degrees about its centre, same size, bilinear, the
+corners filled by reflection (BORDER_REFLECT_101: no black wedges a model could read as a
+defect, and no zoom, so native pixel scale is kept). Annotations follow through
+``rotate_points`` with the same matrix. r = 0 draws nothing: items are bit-identical to
+builds without rotation.
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from saliq.errors import ConfigError
 from saliq.preprocess import resize_stretch
 
 FLIP_PROB = 0.5
+MAX_ROTATE_DEG = 180.0
 
 
 def check_crop(crop: object) -> tuple[int, int] | None:
@@ -85,3 +94,98 @@ def crop_photo(
     if flipped:
         photo = photo[:, ::-1]
     return np.ascontiguousarray(photo), flipped
+
+
+def augment_photo(
+    photo: np.ndarray,
+    crop_hw: tuple[int, int] | None,
+    rng: np.random.Generator | None,
+    flip_prob: float = FLIP_PROB,
+    rotate_deg: float = 0.0,
+) -> tuple[np.ndarray, bool, float]:
+    """``crop_photo`` plus rotation: (frame, flipped, angle in degrees; 0.0 unrotated).
+
+    Draw order (y, x, flip, angle); the angle is drawn only when ``rng`` is given and
+    ``rotate_deg`` > 0, so with rotation off the draws (and items) are those of crop_photo.
+    Pass ``flipped`` and ``angle`` to the item builder (``flipped=``, ``rotation=``).
+    """
+    frame, flipped = crop_photo(photo, crop_hw, rng, flip_prob)
+    angle = draw_rotation(rng, rotate_deg)
+    return (rotate_frame(frame, angle) if angle else frame), flipped, angle
+
+
+def check_rotation(rotate_deg: object) -> float:
+    """``data.rotate_deg`` as a float in [0, 180]; ConfigError naming the fix otherwise."""
+    if isinstance(rotate_deg, bool) or not isinstance(rotate_deg, int | float):
+        raise ConfigError(f"data.rotate_deg must be a number of degrees, got {rotate_deg!r}")
+    if not 0.0 <= float(rotate_deg) <= MAX_ROTATE_DEG:
+        raise ConfigError(
+            f"data.rotate_deg={rotate_deg} must be in [0, {MAX_ROTATE_DEG:g}] (the largest "
+            "angle of the uniform [-r, r] draw; 0 turns rotation off)"
+        )
+    return float(rotate_deg)
+
+
+def draw_rotation(rng: np.random.Generator | None, rotate_deg: float) -> float:
+    """An angle uniform in [-rotate_deg, rotate_deg]; 0.0 WITHOUT drawing when rotation is off
+    (``rng`` None or ``rotate_deg`` 0), so later draws of an item are unchanged."""
+    if rng is None or not rotate_deg:
+        return 0.0
+    return float(rng.uniform(-rotate_deg, rotate_deg))
+
+
+def rotation_matrix(hw: tuple[int, int], angle: float) -> np.ndarray:
+    """The 2x3 affine of a rotation by ``angle`` degrees (counter-clockwise as displayed)
+    about the centre of an ``hw`` frame, in pixel-centre coordinates (pixel i at i)."""
+    height, width = hw
+    centre = ((width - 1) / 2.0, (height - 1) / 2.0)
+    return cv2.getRotationMatrix2D(centre, float(angle), 1.0)
+
+
+def rotate_frame(frame: np.ndarray, angle: float) -> np.ndarray:
+    """``frame`` (HxW or HxWxC, any dtype cv2 warps) rotated by ``angle`` degrees about its
+    centre, same size, bilinear, corners filled by reflection; uint8 stays uint8."""
+    height, width = frame.shape[:2]
+    rotated = cv2.warpAffine(
+        np.ascontiguousarray(frame),
+        rotation_matrix((height, width), angle),
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
+    if frame.ndim == 3 and rotated.ndim == 2:  # cv2 drops a single channel axis
+        rotated = rotated[:, :, None]
+    return rotated
+
+
+def rotate_points(
+    points: np.ndarray | None, hw: tuple[int, int], angle: float
+) -> np.ndarray | None:
+    """[K, 2] (x, y) pixel positions moved as ``rotate_frame`` moves their pixels (may land
+    outside the frame: the density builder drops those)."""
+    if points is None:
+        return None
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    matrix = rotation_matrix(hw, angle).astype(np.float64)
+    moved = pts.astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    return moved.astype(np.float32)
+
+
+def to_frame_points(
+    points: np.ndarray | None,
+    src_hw: tuple[int, int],
+    frame_hw: tuple[int, int],
+    flipped: bool = False,
+) -> np.ndarray | None:
+    """[K, 2] (x, y) annotation positions in an ``src_hw`` image -> the pixel grid of a frame
+    that is that image stretched to ``frame_hw`` (mirrored first when ``flipped``)."""
+    if points is None:
+        return None
+    pts = np.array(points, np.float32, copy=True).reshape(-1, 2)
+    (src_h, src_w), (out_h, out_w) = src_hw, frame_hw
+    if flipped:
+        pts[:, 0] = (src_w - 1) - pts[:, 0]
+    # Pixel-centre convention (as data/saliency_targets.py): x + 0.5 scales by out / src.
+    pts[:, 0] = (pts[:, 0] + 0.5) * (out_w / src_w) - 0.5
+    pts[:, 1] = (pts[:, 1] + 0.5) * (out_h / src_h) - 0.5
+    return pts

@@ -27,9 +27,10 @@ from saliq.errors import ConfigError
 from saliq.preprocess import Preprocessor
 from saliq.spec import PREPROCESSING_OUTPUTS
 
+from .crops import rotate_frame, rotate_points, to_frame_points
 from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution, label_distribution
 from .saliency_split import SPLIT_THRESHOLD, check_threshold, split_saliency
-from .saliency_targets import fixation_density
+from .saliency_targets import fixation_density, resize_map
 
 # Every tensor a preprocessing version produces, in the spec's order (sdk/spec.py's table).
 INPUT_NAMES = tuple(dict.fromkeys(n for table in PREPROCESSING_OUTPUTS.values() for n in table))
@@ -108,6 +109,7 @@ class ItemBuilder:
         fixation_hw: tuple[int, int] | None = None,
         saliency_map: np.ndarray | None = None,
         flipped: bool = False,
+        rotation: float = 0.0,
         level: int = -1,
         type_index: int = -1,
         photo_index: int = -1,
@@ -119,10 +121,46 @@ class ItemBuilder:
         label. ``fixations`` are [K, 2] (x, y) in the pixel grid of an image ``fixation_hw``
         (default: the frame's size) that maps onto the frame by stretching; ``saliency_map``
         is a 2-D map over the same image. ``flipped``: the frame was mirrored left-right
-        relative to those annotations (which are mirrored to match).
+        relative to those annotations (which are mirrored to match). ``rotation``: the frame
+        was then rotated by this many degrees (data/crops.py rotate_frame: counter-clockwise
+        about its centre), and the annotations are rotated to match.
         """
         out = self.preprocessor.one(frame, fmt=fmt)
         item = {name: torch.from_numpy(np.ascontiguousarray(out[name])) for name in self.inputs}
+        item.update(
+            self.targets_for(
+                out["prior"][0],
+                frame.shape[:2],
+                score=score,
+                score_counts=score_counts,
+                fixations=fixations,
+                fixation_hw=fixation_hw,
+                saliency_map=saliency_map,
+                flipped=flipped,
+                rotation=rotation,
+            )
+        )
+        for key, value in zip(BOOKKEEPING_KEYS, (level, type_index, photo_index)):
+            item[key] = torch.tensor(int(value), dtype=torch.int64)
+        return item
+
+    def targets_for(
+        self,
+        prior: np.ndarray,
+        frame_hw: tuple[int, int],
+        *,
+        score: float,
+        score_counts: Iterable[float] | None = None,
+        fixations: np.ndarray | None = None,
+        fixation_hw: tuple[int, int] | None = None,
+        saliency_map: np.ndarray | None = None,
+        flipped: bool = False,
+        rotation: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
+        """This builder's targets for a frame of size ``frame_hw`` whose preprocessing prior
+        is ``prior`` (2-D); the other arguments as in ``__call__``. Sources that run the
+        preprocessing themselves (data/native.py) call this directly."""
+        item: dict[str, torch.Tensor] = {}
         if "score" in self.targets:
             item["score"] = torch.tensor(float(score), dtype=torch.float32)
         if "score_dist" in self.targets:
@@ -135,33 +173,41 @@ class ItemBuilder:
         maps = [t for t in self.targets if t == "saliency" or t in SPLIT_TARGETS]
         if maps:
             density = self._saliency(
-                out["prior"][0], frame, fixations, fixation_hw, saliency_map, flipped
+                prior, tuple(frame_hw), fixations, fixation_hw, saliency_map, flipped, rotation
             )
             found = {"saliency": density}
             if set(maps) & set(SPLIT_TARGETS):
                 found.update(zip(SPLIT_TARGETS, split_saliency(density, self.saliency_threshold)))
             for name in maps:
                 item[name] = torch.from_numpy(found[name][None])
-        for key, value in zip(BOOKKEEPING_KEYS, (level, type_index, photo_index)):
-            item[key] = torch.tensor(int(value), dtype=torch.int64)
         return item
 
     def _saliency(
         self,
         prior: np.ndarray,
-        frame: np.ndarray,
+        frame_hw: tuple[int, int],
         fixations: np.ndarray | None,
         fixation_hw: tuple[int, int] | None,
         saliency_map: np.ndarray | None,
         flipped: bool,
+        rotation: float = 0.0,
     ) -> np.ndarray:
-        fallback = prior  # already computed on the (flipped) frame itself
+        fallback = prior  # already computed on the (flipped, rotated) frame itself
         if saliency_map is not None:
             shipped = np.asarray(saliency_map, np.float32)
             if shipped.ndim != 2:
                 raise ConfigError(f"saliency_map must be 2-D, got shape {shipped.shape}")
             fallback = shipped[:, ::-1] if flipped else shipped
-        src_hw = fixation_hw if fixation_hw is not None else frame.shape[:2]
+        src_hw = fixation_hw if fixation_hw is not None else frame_hw
+        if rotation:
+            # Into the frame's pixel grid first (flip, then stretch), then the frame's rotation.
+            # Fixations rotated out of the frame are dropped by fixation_density.
+            fixations = rotate_points(
+                to_frame_points(fixations, src_hw, frame_hw, flipped), frame_hw, rotation
+            )
+            if saliency_map is not None:
+                fallback = rotate_frame(resize_map(fallback, frame_hw), rotation)
+            src_hw, flipped = frame_hw, False
         # fixation_density falls back to ``prior`` (resized, sum-normalised) when no fixation
         # lies inside the image: the v1 rule for sources without human attention data.
         return fixation_density(fixations, src_hw, self.saliency_hw, prior=fallback, flip=flipped)

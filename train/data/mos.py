@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from saliq.errors import ConfigError, InvalidImageError
 from saliq.preprocess import Preprocessor
 
-from .crops import FLIP_PROB, check_crop, crop_photo
+from .crops import FLIP_PROB, augment_photo, check_crop, check_rotation
 from .items import DEFAULT_INPUTS, DEFAULT_TARGETS, ItemBuilder
 from .labels import DIST_SIGMA, SCORE_BINS, counts_distribution
 from .xlsx import read_xlsx_rows
@@ -371,8 +371,10 @@ class MosDataset(Dataset):
         flip_prob: float = FLIP_PROB,
         seed: int = 0,
         dist_sigma: float = DIST_SIGMA,
+        rotate_deg: float = 0.0,
     ) -> None:
         self.records = list(records)
+        self.rotate_deg = check_rotation(rotate_deg)
         self.builder = ItemBuilder(
             preprocessor, saliency_hw, tuple(inputs), tuple(targets), dist_sigma
         )
@@ -396,19 +398,20 @@ class MosDataset(Dataset):
         """float64 score labels in item order (for SRCC/PLCC on a validation set)."""
         return np.array([r.score for r in self.records], dtype=np.float64)
 
-    def frame(self, index: int) -> tuple[np.ndarray, bool]:
-        """The uint8 BGR frame item ``index`` feeds the preprocessing, and whether mirrored."""
+    def frame(self, index: int) -> tuple[np.ndarray, bool, float]:
+        """The uint8 BGR frame item ``index`` feeds the preprocessing, whether it was mirrored,
+        and its rotation in degrees (data/crops.py; 0.0 unless training with rotate_deg)."""
         record = self.records[index]
         bgr = cv2.imread(record.path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise InvalidImageError(f"cannot read image {record.path}: missing or not an image")
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-        return crop_photo(bgr, self.crop, rng, self.flip_prob)
+        return augment_photo(bgr, self.crop, rng, self.flip_prob, self.rotate_deg)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(index)
-        frame, flipped = self.frame(index)
+        frame, flipped, angle = self.frame(index)
         record = self.records[index]
         return self.builder(
             frame,
@@ -416,5 +419,6 @@ class MosDataset(Dataset):
             score=record.score,
             score_counts=record.dist,
             flipped=flipped,
+            rotation=angle,
             photo_index=index,
         )

@@ -16,6 +16,13 @@ feathered), teaching the fusion that a defect where people look costs more. Labe
     crop_targets = 1 - (1 - quality_label(level)) * (share of the crop's window distorted)
 
 (``mode`` whole: 1.0; salient 0.85; background 0.45: a background defect still costs.)
+
+Other targets on request (``targets``; build_datasets passes the loss's): ``score_dist`` (the
+Gaussian around ``score``) and the saliency maps ``saliency`` / ``saliency_high`` /
+``saliency_low`` at ``saliency_hw`` (data/items.py): the photo's fixations moved to the
+canonical frame (stretch, pixel-centre convention), shifted by the window origin, mirrored with
+the window, rotated with it (``rotate_deg``, data/crops.py), then their density; a photo without
+fixations (or none inside the window) falls back to the preprocessing prior of the window.
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from saliq.errors import ConfigError
 from saliq.preprocess import Preprocessor
 from saliq.views import canonical_frame
 
 from .content import ContentItem
+from .crops import check_rotation, draw_rotation, rotate_frame, to_frame_points
 from .distortions import COLOUR_TYPES, DISTORTIONS, MAX_LEVEL, TYPE_NAMES, apply_distortion
 from .distortions import quality_label as level_label
-from .items import EpochCopies
+from .items import EpochCopies, ItemBuilder
+from .labels import DIST_SIGMA
 
 WINDOW_LONG_SIDE = (384, 1024)  # native pixels; clipped to the photo
 REGION_FRACTION = 0.3
@@ -43,6 +53,9 @@ REGION_FEATHER_FRACTION = 0.02  # of the window's long side: a soft edge is not 
 REGION_SEVERITY = {"whole": 1.0, "salient": 0.85, "background": 0.45}
 REGION_MODES = ("whole", "salient", "background")
 VALIDATION_WINDOW = 768  # long side of the fixed centre window of validation items
+# Always emitted (the crop-view loss); the rest only when asked for.
+BASE_TARGETS = ("score", "crop_targets")
+EXTRA_TARGETS = ("score_dist", "saliency", "saliency_high", "saliency_low")
 
 
 def read_canonical(path: str, long_side: int) -> np.ndarray:
@@ -90,6 +103,9 @@ class _NativeFrames(Dataset):
         inputs: Sequence[str],
         types: Sequence[str] | None = None,
         seed: int = 0,
+        targets: Sequence[str] = BASE_TARGETS,
+        saliency_hw: tuple[int, int] | None = None,
+        dist_sigma: float = DIST_SIGMA,
     ) -> None:
         if not items:
             raise ValueError("no content items: pass at least one photo")
@@ -107,6 +123,41 @@ class _NativeFrames(Dataset):
         # the whole-frame view alone: the prior that places region-confined distortions
         self._whole = dataclasses.replace(preprocessor, views=None, version=1)
         self._cache: dict[int, np.ndarray] = {}
+        self.extra_targets = self._check_targets(targets, saliency_hw)
+        # The shared item builder makes the extra targets exactly as the other sources do.
+        self.builder = (
+            ItemBuilder(
+                preprocessor, saliency_hw or (1, 1), ("image",), self.extra_targets, dist_sigma
+            )
+            if self.extra_targets
+            else None
+        )
+
+    @staticmethod
+    def _check_targets(
+        targets: Sequence[str], saliency_hw: tuple[int, int] | None
+    ) -> tuple[str, ...]:
+        unknown = sorted(set(targets) - set(BASE_TARGETS) - set(EXTRA_TARGETS))
+        if unknown:
+            raise ConfigError(
+                f"data.source=native cannot make the targets {unknown} the loss asks for; it "
+                f"makes {', '.join(BASE_TARGETS + EXTRA_TARGETS)}: change the loss or the source"
+            )
+        extra = tuple(t for t in EXTRA_TARGETS if t in set(targets))
+        if any(t.startswith("saliency") for t in extra) and saliency_hw is None:
+            raise ConfigError("native saliency targets need saliency_hw (the spec's saliency_size)")
+        return extra
+
+    def window_fixations(
+        self, photo_index: int, photo_hw: tuple[int, int], y0: int, x0: int
+    ) -> np.ndarray | None:
+        """Photo ``photo_index``'s fixations in the pixel grid of the window at (y0, x0) of its
+        canonical frame (``photo_hw``), before any flip or rotation; None without fixations."""
+        item = self.items[photo_index]
+        if item.fixations is None:
+            return None
+        pts = to_frame_points(item.fixations, (item.height, item.width), photo_hw)
+        return pts - np.array([x0, y0], np.float32)
 
     def photo(self, index: int) -> np.ndarray:
         if index not in self._cache:
@@ -121,6 +172,9 @@ class _NativeFrames(Dataset):
         mode: str,
         type_name: str | None,
         photo_index: int,
+        fixations: np.ndarray | None = None,
+        flipped: bool = False,
+        rotation: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         out = self.preprocessor([frame], fmt="RGB")
         deficit = 1.0 - level_label(level)
@@ -132,6 +186,17 @@ class _NativeFrames(Dataset):
         item = {name: torch.from_numpy(np.ascontiguousarray(out[name][0])) for name in self.inputs}
         item["score"] = torch.tensor(1.0 - deficit * REGION_SEVERITY[mode], dtype=torch.float32)
         item["crop_targets"] = torch.from_numpy(1.0 - deficit * coverage)
+        if self.builder is not None:
+            item.update(
+                self.builder.targets_for(
+                    out["prior"][0, 0],
+                    frame.shape[:2],
+                    score=float(item["score"]),
+                    fixations=fixations,
+                    flipped=flipped,
+                    rotation=rotation,
+                )
+            )
         item["level"] = torch.tensor(level, dtype=torch.int64)
         item["type_index"] = torch.tensor(
             -1 if type_name is None else TYPE_NAMES.index(type_name), dtype=torch.int64
@@ -164,8 +229,13 @@ class NativeTrainSet(EpochCopies, _NativeFrames):
         pristine_prob: float = 0.1,
         region_prob: float = 0.3,
         seed: int = 0,
+        targets: Sequence[str] = BASE_TARGETS,
+        saliency_hw: tuple[int, int] | None = None,
+        dist_sigma: float = DIST_SIGMA,
+        rotate_deg: float = 0.0,
     ) -> None:
-        super().__init__(items, preprocessor, inputs, types, seed)
+        super().__init__(items, preprocessor, inputs, types, seed, targets, saliency_hw, dist_sigma)
+        self.rotate_deg = check_rotation(rotate_deg)
         self.copies_per_photo = copies_per_photo
         self.pristine_prob = pristine_prob
         self.region_prob = region_prob
@@ -198,15 +268,28 @@ class NativeTrainSet(EpochCopies, _NativeFrames):
         wh, ww = min(wh, h), min(ww, w)
         y0, x0 = int(rng.integers(0, h - wh + 1)), int(rng.integers(0, w - ww + 1))
         clean = photo[y0 : y0 + wh, x0 : x0 + ww]
-        if rng.random() < 0.5:
+        flipped = bool(rng.random() < 0.5)
+        if flipped:
             clean = clean[:, ::-1]
         clean = np.ascontiguousarray(clean)
+        # Drawn right after the flip, only when on (rotate_deg 0: the draws and items as
+        # before); applied to the clean window, so distortions are never interpolated.
+        angle = draw_rotation(rng, self.rotate_deg)
+        if angle:
+            clean = rotate_frame(clean, angle)
+        geometry = {
+            "fixations": self.window_fixations(photo_index, (h, w), y0, x0)
+            if self.builder is not None
+            else None,
+            "flipped": flipped,
+            "rotation": angle,
+        }
         if pristine:
-            return self._item(clean, None, 0, "whole", None, photo_index)
+            return self._item(clean, None, 0, "whole", None, photo_index, **geometry)
         frame, mask = self._distort(
             clean, type_name, level, mode, np.random.default_rng(rng.integers(2**63))
         )
-        return self._item(frame, mask, level, mode, type_name, photo_index)
+        return self._item(frame, mask, level, mode, type_name, photo_index, **geometry)
 
 
 class NativeGridSet(_NativeFrames):
@@ -219,8 +302,11 @@ class NativeGridSet(_NativeFrames):
         inputs: Sequence[str],
         types: Sequence[str] | None = None,
         seed: int = 0,
+        targets: Sequence[str] = BASE_TARGETS,
+        saliency_hw: tuple[int, int] | None = None,
+        dist_sigma: float = DIST_SIGMA,
     ) -> None:
-        super().__init__(items, preprocessor, inputs, types, seed)
+        super().__init__(items, preprocessor, inputs, types, seed, targets, saliency_hw, dist_sigma)
         self._index = []
         for p in range(len(self.items)):
             self._index.append((p, None, 0))
@@ -241,8 +327,11 @@ class NativeGridSet(_NativeFrames):
         wh, ww = max(32, math.floor(h * scale)), max(32, math.floor(w * scale))
         y0, x0 = (h - min(wh, h)) // 2, (w - min(ww, w)) // 2
         clean = np.ascontiguousarray(photo[y0 : y0 + wh, x0 : x0 + ww])
+        fixations = (
+            self.window_fixations(photo_index, (h, w), y0, x0) if self.builder is not None else None
+        )
         if type_name is None:
-            return self._item(clean, None, 0, "whole", None, photo_index)
+            return self._item(clean, None, 0, "whole", None, photo_index, fixations)
         rng = np.random.default_rng([self.seed, photo_index, TYPE_NAMES.index(type_name)])
         frame = apply_distortion(clean, type_name, level, rng)
-        return self._item(frame, None, level, "whole", type_name, photo_index)
+        return self._item(frame, None, level, "whole", type_name, photo_index, fixations)

@@ -18,6 +18,7 @@ fix; the only fallback (Scene photos -> package sample photos) is opt-in.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import warnings
@@ -107,7 +108,7 @@ def build_datasets(
     if data_config.source == "synthetic":
         return _synthetic(data_config, spec, preprocessor, seed, common)
     if data_config.source == "native":
-        return _native(data_config, spec, preprocessor, seed)
+        return _native(data_config, spec, preprocessor, seed, targets)
     loader = _LOADERS.get(data_config.source)
     if loader is None:
         raise ConfigError(
@@ -133,11 +134,26 @@ def build_datasets(
         train=True,
         seed=seed,
         **common,
+        **_rotation(data_config, MosDataset),
     )
     val = MosDataset(splits["val"], preprocessor, spec.saliency_size, crop=crop, **common)
     root = Path(data_config.root) if data_config.root else None
     names = {k: [_record_name(r, root) for r in v] for k, v in splits.items()}
     return Datasets(train, val, splits["test"], names)
+
+
+def _rotation(data_config, train_set: type) -> dict:
+    """``rotate_deg`` for a training set when rotation is on; nothing when off, so the
+    defaults build exactly the sets they built before rotation existed."""
+    if not data_config.rotate_deg:
+        return {}
+    # A source whose training set cannot rotate yet must not silently train unrotated.
+    if "rotate_deg" not in inspect.signature(train_set).parameters:
+        raise ConfigError(
+            f"data.rotate_deg={data_config.rotate_deg}: the {data_config.source} source cannot "
+            "rotate yet; set data.rotate_deg=0"
+        )
+    return {"rotate_deg": data_config.rotate_deg}
 
 
 # ---------------------------------------------------------------- synthetic
@@ -213,6 +229,7 @@ def _synthetic(data_config, spec, preprocessor, seed, common) -> Datasets:
         gray_prob=data_config.gray_prob,
         seed=seed,
         **common,
+        **_rotation(data_config, SyntheticTrainSet),
     )
     val = SyntheticGridSet(
         splits["val"][: data_config.val_photos],
@@ -239,7 +256,7 @@ def excluded_photos(data_config) -> set[str]:
     return {name for names in lists.values() if isinstance(names, list) for name in names}
 
 
-def _native(data_config, spec, preprocessor, seed) -> Datasets:
+def _native(data_config, spec, preprocessor, seed, targets=("score", "crop_targets")) -> Datasets:
     """Native-resolution distortions for crop-view models (train/data/native.py)."""
     from .native import NativeGridSet, NativeTrainSet
 
@@ -253,6 +270,12 @@ def _native(data_config, spec, preprocessor, seed) -> Datasets:
     train_items = [i for i in splits["train"] if i.name not in excluded]
     val_items = [i for i in splits["val"] if i.name not in excluded]
     types = _distortion_types(data_config)
+    # The loss's targets (score, crop_targets always; saliency maps at the spec's size).
+    wanted = {
+        "targets": tuple(targets),
+        "saliency_hw": spec.saliency_size,
+        "dist_sigma": data_config.dist_sigma,
+    }
     train = NativeTrainSet(
         train_items,
         preprocessor,
@@ -262,8 +285,12 @@ def _native(data_config, spec, preprocessor, seed) -> Datasets:
         pristine_prob=data_config.pristine_prob,
         region_prob=data_config.region_prob,
         seed=seed,
+        rotate_deg=data_config.rotate_deg,
+        **wanted,
     )
-    val = NativeGridSet(val_items[: data_config.val_photos], preprocessor, spec.inputs, types, seed)
+    val = NativeGridSet(
+        val_items[: data_config.val_photos], preprocessor, spec.inputs, types, seed, **wanted
+    )
     names = {k: [Path(i.path).name for i in v] for k, v in splits.items()}
     names["excluded"] = sorted(excluded)
     return Datasets(train, val, splits["test"], names)

@@ -23,6 +23,7 @@ from saliq.errors import InvalidImageError
 from saliq.preprocess import LUMA_WEIGHTS, Preprocessor, resize_stretch
 
 from .content import ContentItem
+from .crops import check_rotation, draw_rotation, rotate_frame
 from .distortions import (
     COLOUR_TYPES,
     DISTORTIONS,
@@ -90,6 +91,7 @@ class _WorkingFrames(Dataset):
         type_name: str | None,
         gray: bool,
         flip: bool,
+        rotation: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         fmt = "RGB"
         if gray:
@@ -104,6 +106,7 @@ class _WorkingFrames(Dataset):
             fixations=item.fixations,
             fixation_hw=(item.height, item.width),
             flipped=flip,
+            rotation=rotation,
             level=level,
             type_index=-1 if type_name is None else TYPE_NAMES.index(type_name),
             photo_index=photo_index,
@@ -132,8 +135,10 @@ class SyntheticTrainSet(EpochCopies, _WorkingFrames):
         inputs: Sequence[str] = DEFAULT_INPUTS,
         targets: Sequence[str] = DEFAULT_TARGETS,
         dist_sigma: float = DIST_SIGMA,
+        rotate_deg: float = 0.0,
     ) -> None:
         super().__init__(items, preprocessor, saliency_hw, inputs, targets, dist_sigma)
+        self.rotate_deg = check_rotation(rotate_deg)
         if copies_per_photo < 1 or not 1 <= max_level <= MAX_LEVEL:
             raise ValueError(
                 f"need copies_per_photo >= 1 and 1 <= max_level <= {MAX_LEVEL}, "
@@ -154,10 +159,12 @@ class SyntheticTrainSet(EpochCopies, _WorkingFrames):
         # Fixed draw order (flip, pristine, type, level, distortion, gray): keeps items
         # reproducible when any one option changes its probability.
         flip = self.flip and bool(rng.random() < 0.5)
+        # data.rotate_deg: drawn only when on, so with it off every later draw is unchanged
+        angle = draw_rotation(rng, self.rotate_deg)
         pristine = bool(rng.random() < self.pristine_prob)
         type_name = self.types[int(rng.integers(len(self.types)))]
         level = 0 if pristine else int(rng.integers(1, self.max_level + 1))
-        return flip, pristine, type_name, level, rng
+        return flip, pristine, type_name, level, rng, angle
 
     def labels(self) -> np.ndarray:
         """Every item's quality label this epoch (drawn without building any frame)."""
@@ -166,15 +173,19 @@ class SyntheticTrainSet(EpochCopies, _WorkingFrames):
         )
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        flip, pristine, type_name, level, rng = self._draw(index)
+        flip, pristine, type_name, level, rng, angle = self._draw(index)
         photo_index = index // self.copies_per_photo
         frame = self.working_frame(photo_index)
         if flip:
             frame = np.ascontiguousarray(frame[:, ::-1])
+        if angle:  # the clean frame: distortions are never interpolated
+            frame = rotate_frame(frame, angle)
         dist_rng = np.random.default_rng(rng.integers(2**63))
         frame = apply_distortion(frame, type_name, level, dist_rng)
         gray = bool(rng.random() < self.gray_prob) and (pristine or type_name not in COLOUR_TYPES)
-        return self._item(photo_index, frame, level, None if pristine else type_name, gray, flip)
+        return self._item(
+            photo_index, frame, level, None if pristine else type_name, gray, flip, angle
+        )
 
 
 class SyntheticGridSet(_WorkingFrames):
