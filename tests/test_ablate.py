@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from saliq.checkpoint import CONFIG_KEY, read_metadata  # noqa: E402
 from saliq.errors import ConfigError  # noqa: E402
 from saliq.train.ablate import (  # noqa: E402
+    PLAN_NAME,
     RESULT_NAME,
     AblateOptions,
     build_plan,
@@ -166,6 +167,18 @@ def test_runner_trains_every_row_resumes_and_writes_the_table(family):
     assert again["trained"] == [] and len(again["skipped"]) == 4
     for run in plan.runs:
         assert (run.out_dir / "best.safetensors").stat().st_mtime_ns == stamps[run.label]
+
+    # runs recorded before an option existed (here data.rotate_deg, at its default) still count
+    for run in plan.runs:
+        for name in (PLAN_NAME, RESULT_NAME):
+            path = run.out_dir / name
+            record = json.loads(path.read_text())
+            record["train_fingerprint"] = "recorded-by-an-older-saliq"
+            if name == PLAN_NAME:
+                del record["config"]["data"]["rotate_deg"]
+            path.write_text(json.dumps(record))
+    again = run_ablation(_options(family), log=lambda *_: None)
+    assert again["trained"] == [] and len(again["skipped"]) == 4
 
     # a changed budget in the same folder is refused, not silently mixed into the table
     with pytest.raises(ConfigError, match="another configuration"):

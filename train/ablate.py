@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -238,10 +239,37 @@ def fingerprint(payload: object) -> str:
 
 def config_fingerprint(config) -> str:
     """What a run learns from: its config without name, folder and thread counts."""
-    d = config.to_dict()
-    for key in _NOT_FINGERPRINTED:
-        d.pop(key, None)
+    return _training_fingerprint(config.to_dict())
+
+
+def _training_fingerprint(config: dict) -> str:
+    # Section keys at their default value are left out, so an option added to saliq later (at
+    # a default that changes nothing) does not turn finished runs into "another configuration".
+    from .config import DataConfig, ModelConfig, OptimConfig
+
+    d = {k: v for k, v in config.items() if k not in _NOT_FINGERPRINTED}
+    for section, cls in (("model", ModelConfig), ("data", DataConfig), ("optim", OptimConfig)):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        d[section] = {
+            k: v
+            for k, v in (d.get(section) or {}).items()
+            if k not in fields or v != _default(fields[k])
+        }
     return fingerprint(d)
+
+
+def stored_fingerprint(run_dir: Path, recorded: str | None) -> str | None:
+    """A finished run's training fingerprint by today's rule, from the config it recorded."""
+    plan = _read_json(run_dir / PLAN_NAME)
+    if plan and isinstance(plan.get("config"), dict):
+        return _training_fingerprint(plan["config"])
+    return recorded
+
+
+def _default(field: dataclasses.Field) -> object:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
 
 
 def _row_raw(row: Row, base_data: dict, split_seed: int, seed: int, budget: Budget, out: Path):
@@ -702,7 +730,7 @@ def finished(run: Run, plan: Plan) -> dict | None:
     result = _read_json(run.out_dir / RESULT_NAME)
     if (
         result
-        and result.get("train_fingerprint") == run.fingerprint
+        and stored_fingerprint(run.out_dir, result.get("train_fingerprint")) == run.fingerprint
         and result.get("eval_fingerprint") == plan.eval_fingerprint
     ):
         return result
@@ -731,7 +759,8 @@ def execute(run: Run, plan: Plan, options: AblateOptions, camera_photos: list) -
 
     out = run.out_dir
     previous = _read_json(out / PLAN_NAME)
-    if previous and previous.get("train_fingerprint") != run.fingerprint and options.resume:
+    stored = stored_fingerprint(out, previous.get("train_fingerprint")) if previous else None
+    if previous and stored != run.fingerprint and options.resume:
         raise ConfigError(
             f"{out} holds a run of another configuration (budget, data or row changed); pass "
             "--no-resume to retrain it, or --output-dir for a new table"
