@@ -139,6 +139,7 @@ PACKAGES = {
     "saliq.train.losses": "train/losses",
     "saliq.train.engine": "train/engine",
     "saliq.train.camera": "train/camera",
+    "saliq.train.bench": "train/bench",
     "saliq.train.explain": "train/explain",
     "saliq.export": "export",
 }

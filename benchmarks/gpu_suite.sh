@@ -195,11 +195,11 @@ status bench_train "$(tail -n 1 "$OUT/bench.log") ($((SECONDS - t0)) s)"
 t0=$SECONDS
 {
   echo "## saliq bench default (GPU: fp32, fp16, bf16, torch.compile; CUDA-kernel end to end)"
-  timeout 200 "$PY" -m saliq.bench.cli default --device cuda --batch 1,16,64 --no-plots \
+  timeout 200 "$PY" -m saliq.train.bench.cli default --device cuda --batch 1,16,64 --no-plots \
     --output-dir "$OUT/results"
   echo "rc=$?"
   for a in sgdnet sgdnet_views tres transla biosiqnet dualtask; do  # the zoo, random weights
-    timeout 45 "$PY" -m saliq.bench.cli "$a" --quick --device cuda --no-stages --no-plots \
+    timeout 45 "$PY" -m saliq.train.bench.cli "$a" --quick --device cuda --no-stages --no-plots \
       --backends torch-fp32-cuda,torch-fp16-cuda,torch-bf16-cuda --output-dir "$OUT/results"
     echo "rc=$?"
   done

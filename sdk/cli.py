@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": (
         "latency and parity against PyTorch fp32 per backend, precision and batch size",
-        "saliq.bench.cli:register",
+        "saliq.train.bench.cli:register",
     ),
     "explain": (
         "explain a score: saliency, HiResCAM/GradCAM, gradient maps, region scores (a PNG)",

@@ -18,11 +18,6 @@ import numpy as np
 import pytest
 
 from saliq.bench import machine
-from saliq.bench.cli import register, settings_from_args
-from saliq.bench.latency import time_latency
-from saliq.bench.memory import measure_peak_memory
-from saliq.bench.parity import run_parity
-from saliq.bench.plans import Plan
 from saliq.bench.report import (
     FAILED,
     PASSED,
@@ -37,10 +32,15 @@ from saliq.bench.report import (
     validate_report,
 )
 from saliq.bench.runners import CallableRunner
-from saliq.bench.settings import MIN_RUNS, QUICK_BATCHES, QUICK_RUNS, BenchSettings
 from saliq.bench.timer import timing_from_ns
 from saliq.errors import BackendUnavailableError, ConfigError
 from saliq.spec import ModelSpec
+from saliq.train.bench.cli import register, settings_from_args
+from saliq.train.bench.latency import time_latency
+from saliq.train.bench.memory import measure_peak_memory
+from saliq.train.bench.parity import run_parity
+from saliq.train.bench.plans import Plan
+from saliq.train.bench.settings import MIN_RUNS, QUICK_BATCHES, QUICK_RUNS, BenchSettings
 
 from .conftest import require
 
@@ -390,7 +390,7 @@ def test_cli_parsing_defaults_quick_and_errors(capsys):
 
 
 def test_names_moved_out_of_the_cli_module_stay_importable_from_it():
-    from saliq.bench import cli, latency, memory, models, parity, plans, run, settings, stages
+    from saliq.train.bench import cli, latency, memory, models, parity, plans, run, settings, stages
 
     homes = {
         settings: ["DEFAULT_BATCHES", "QUICK_BATCHES", "BenchSettings"],
@@ -411,10 +411,11 @@ def test_names_moved_out_of_the_cli_module_stay_importable_from_it():
 
 def test_bench_modules_import_no_runtime_training_code_or_matplotlib():
     code = (
-        "import sys, saliq.bench.cli, saliq.bench.report, saliq.bench.plots, "
-        "saliq.bench.machine, saliq.bench.models, saliq.bench.plans, saliq.bench.parity, "
-        "saliq.bench.latency, saliq.bench.memory, saliq.bench.stages, saliq.bench.run\n"
-        "bad = [m for m in ('torch', 'saliq.train', 'saliq.export', 'matplotlib', "
+        "import sys, saliq.train.bench.cli, saliq.bench.report, saliq.bench.plots, "
+        "saliq.bench.machine, saliq.train.bench.models, saliq.train.bench.plans, "
+        "saliq.train.bench.parity, saliq.train.bench.latency, saliq.train.bench.memory, "
+        "saliq.train.bench.stages, saliq.train.bench.run\n"
+        "bad = [m for m in ('torch', 'saliq.train.models', 'saliq.export', 'matplotlib', "
         "'onnxruntime', 'cv2', 'skimage') if m in sys.modules]\n"
         "assert not bad, bad"
     )
@@ -430,7 +431,7 @@ def test_plots_name_the_extra_when_matplotlib_is_missing(monkeypatch, tmp_path):
 
 
 def test_unknown_models_and_files_are_one_line_errors(tmp_path):
-    from saliq.bench.cli import main
+    from saliq.train.bench.cli import main
 
     assert main(["no-such-architecture", "--quick"]) == 2
     assert main([str(tmp_path / "missing.onnx"), "--quick"]) == 2
@@ -444,7 +445,7 @@ def test_bench_an_onnx_model_alone(tmp_path, capsys):
     require("onnx", "the ONNX stand-in model is written with onnx")
     require("onnxruntime", "runs the model")
     require("cv2", "preprocessing and the JPEG row")
-    from saliq.bench.cli import main
+    from saliq.train.bench.cli import main
 
     from .fake_runtimes import tiny_onnx
 
@@ -493,7 +494,7 @@ def test_bench_a_tiny_architecture_through_torch_and_onnx(tmp_path):
     require("torch", "builds the architecture")
     require("onnx", "exports it")
     require("onnxruntime", "runs the export")
-    from saliq.bench.run import run_bench
+    from saliq.train.bench.run import run_bench
 
     settings = BenchSettings(
         model="sgdnet",
@@ -539,9 +540,9 @@ def test_summary_markdown_names_the_machine_and_hides_failed_numbers():
 
 def test_the_command_registers_in_the_saliq_cli(monkeypatch):
     from saliq import cli
-    from saliq.bench.cli import HELP, cmd_bench
+    from saliq.train.bench.cli import HELP, cmd_bench
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", (HELP, "saliq.bench.cli:register"))
+    monkeypatch.setitem(cli.COMMANDS, "bench", (HELP, "saliq.train.bench.cli:register"))
     args = cli.build_parser(["bench", "default", "--quick"]).parse_args(
         ["bench", "default", "--quick"]
     )
@@ -551,7 +552,7 @@ def test_the_command_registers_in_the_saliq_cli(monkeypatch):
 def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path):
     require("onnx", "writes the stand-in model")
     require("onnxruntime", "reads it")
-    from saliq.bench.run import run_bench
+    from saliq.train.bench.run import run_bench
 
     from .fake_runtimes import tiny_onnx
 
@@ -570,7 +571,7 @@ def test_resolve_model_finds_siblings_and_refuses_a_foreign_reference(tmp_path):
     require("onnxruntime", "reads the ONNX specs")
     require("onnx", "writes the stand-in model")
     from saliq.assess import default_model_path
-    from saliq.bench.models import resolve_model
+    from saliq.train.bench.models import resolve_model
 
     from .fake_runtimes import tiny_onnx
 

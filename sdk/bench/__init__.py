@@ -3,8 +3,8 @@
 * :mod:`saliq.bench.runners`: one runner interface (ONNX Runtime, TensorRT, PyTorch, ...);
 * :mod:`saliq.bench.compare`: the one comparator (the parity gate);
 * :mod:`saliq.bench.timer`: the one latency timer;
-* ``saliq bench``: :mod:`saliq.bench.cli` (the command line) and the modules its docstring
-  lists, one per step of a run (:mod:`saliq.bench.run` runs them in order).
+* ``saliq bench``: :mod:`saliq.train.bench.cli` (the command line) and the modules its docstring
+  lists, one per step of a run (:mod:`saliq.train.bench.run` runs them in order).
 
 Importing this package imports no runtime (onnxruntime, torch, tensorrt): runners import
 theirs when activated.

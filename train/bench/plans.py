@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailableError, ConfigError, SaliqError
-from ..spec import ModelSpec
-from .machine import onnxruntime_providers, torch_cuda_usable
+from saliq.bench.machine import onnxruntime_providers, torch_cuda_usable
+from saliq.bench.report import ERROR, PASSED, REFERENCE, SKIPPED, BackendResult, one_line_error
+from saliq.bench.runners import BackendRunner, OnnxRuntimeRunner, Runner, TorchModuleRunner
+from saliq.errors import BackendUnavailableError, ConfigError, SaliqError
+from saliq.spec import ModelSpec
+
 from .models import ModelArtifacts, torch_module
-from .report import ERROR, PASSED, REFERENCE, SKIPPED, BackendResult, one_line_error
-from .runners import BackendRunner, OnnxRuntimeRunner, Runner, TorchModuleRunner
 from .settings import BenchSettings
 
 ORT_PROVIDERS = {  # backend name -> (provider, device, precision it computes in by default)
@@ -195,7 +196,7 @@ def _tensorrt_plans(
     if "cuda" not in devices:
         notes.append(f"--device {settings.device}: the TensorRT engines were not run")
         return []
-    from ..engine_sidecar import read_sidecar
+    from saliq.engine_sidecar import read_sidecar
 
     plans = []
     for index, engine in enumerate(engines):
@@ -209,7 +210,7 @@ def _tensorrt_plans(
         name = f"tensorrt-{sidecar.precision}" + (f"-{index}" if len(engines) > 1 else "")
 
         def open_engine(path: Path = engine) -> Any:
-            from ..backends.tensorrt import TensorRTBackend
+            from saliq.backends.tensorrt import TensorRTBackend
 
             return TensorRTBackend(path, allow_engine_host_code=settings.allow_engine_host_code)
 

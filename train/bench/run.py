@@ -1,16 +1,16 @@
 """One ``saliq bench`` run, start to finish: parity first, then timing, then the report.
 
-1. resolves the model's artifacts (:mod:`saliq.bench.models`): a checkpoint (PyTorch), an
+1. resolves the model's artifacts (:mod:`saliq.train.bench.models`): a checkpoint (PyTorch), an
    ONNX file (beside it, else exported for this run) and any engines; the reference is
    PyTorch fp32 on the CPU (ONNX Runtime on the CPU where no checkpoint or no torch is at
    hand: the table says so);
-2. lists the backends present here (:mod:`saliq.bench.plans`) and pins the CPU threads
+2. lists the backends present here (:mod:`saliq.train.bench.plans`) and pins the CPU threads
    (``--threads``: torch, ONNX Runtime, OpenCV, native preprocessing);
 3. runs every backend on the same real photos and gates it against the reference
-   (:mod:`saliq.bench.parity`): one that fails is FAILED and not timed;
-4. times each passing backend at each batch size, interleaved (:mod:`saliq.bench.latency`);
+   (:mod:`saliq.train.bench.parity`): one that fails is FAILED and not timed;
+4. times each passing backend at each batch size, interleaved (:mod:`saliq.train.bench.latency`);
 5. times preprocessing of one 1080p and one 4K frame, and end to end from a uint8 frame and
-   from a JPEG file to a score (:mod:`saliq.bench.stages`);
+   from a JPEG file to a score (:mod:`saliq.train.bench.stages`);
 6. returns the :class:`~saliq.bench.report.BenchReport`; :func:`write_outputs` writes the
    JSON (atomically) and a PNG when matplotlib is present.
 """
@@ -25,14 +25,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailableError
-from ..spec import ModelSpec
-from . import machine as machine_info
+from saliq.bench import machine as machine_info
+from saliq.bench.report import FAILED, BenchReport, StageRow, tolerance_for
+from saliq.errors import BackendUnavailableError
+from saliq.spec import ModelSpec
+
 from .latency import time_latency
 from .models import ModelArtifacts, is_file_argument, resolve_model
 from .parity import parity_frames, preprocess_frames, run_parity
 from .plans import Plan, build_plans, close
-from .report import FAILED, BenchReport, StageRow, tolerance_for
 from .settings import MIN_RUNS, BenchSettings
 from .stages import JPEG_QUALITY, time_stages
 
@@ -56,7 +57,7 @@ def write_outputs(report: BenchReport, settings: BenchSettings) -> tuple[Path, P
     json_path = report.write_json(out_dir / f"{stem}.json")
     if not settings.plots:
         return json_path, None, ""
-    from .plots import plot_report
+    from saliq.bench.plots import plot_report
 
     try:
         return json_path, plot_report(report, out_dir / f"{stem}.png"), ""

@@ -1,16 +1,16 @@
 """``saliq bench MODEL``: latency and parity against PyTorch fp32, per backend and precision.
 
 This module is the command line alone: its arguments, :class:`BenchSettings` made from them,
-``register`` (``saliq bench``) and ``main`` (``python -m saliq.bench.cli``). The run lives in
+``register`` (``saliq bench``) and ``main`` (``python -m saliq.train.bench.cli``). The run lives in
 the modules it calls, one job each (docs/bench.md describes a run):
 
-* :mod:`saliq.bench.settings`: :class:`BenchSettings` and the defaults;
-* :mod:`saliq.bench.models`: MODEL (default, architecture, checkpoint, ONNX, engine) to files;
-* :mod:`saliq.bench.plans`: which backends and precisions run here, opening their runners;
-* :mod:`saliq.bench.parity`: the photos, and every backend gated against the reference;
-* :mod:`saliq.bench.latency` and :mod:`saliq.bench.memory`: network latency, peak memory;
-* :mod:`saliq.bench.stages`: preprocessing and end-to-end timings;
-* :mod:`saliq.bench.run`: one run in order (parity, then timing), and its output files.
+* :mod:`saliq.train.bench.settings`: :class:`BenchSettings` and the defaults;
+* :mod:`saliq.train.bench.models`: MODEL (default, architecture, checkpoint, ONNX, engine) to files;
+* :mod:`saliq.train.bench.plans`: which backends and precisions run here, opening their runners;
+* :mod:`saliq.train.bench.parity`: the photos, and every backend gated against the reference;
+* :mod:`saliq.train.bench.latency`, :mod:`saliq.train.bench.memory`: latency, peak memory;
+* :mod:`saliq.train.bench.stages`: preprocessing and end-to-end timings;
+* :mod:`saliq.train.bench.run`: one run in order (parity, then timing), and its output files.
 
 Importing this module imports no runtime and no training code: torch and ``saliq.train`` are
 imported only when a checkpoint or an architecture is benchmarked.
@@ -26,18 +26,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ConfigError, SaliqError
+from saliq.bench.machine import pin_threads
+from saliq.bench.report import ERROR, FAILED
+from saliq.errors import ConfigError, SaliqError
 
 # Besides what the command uses, the names this module exported before the run moved into
 # the modules listed above are imported here (and in __all__), so code written against
-# ``saliq.bench.cli`` keeps working.
+# ``saliq.train.bench.cli`` keeps working.
 from .latency import time_latency
-from .machine import pin_threads
 from .memory import measure_peak_memory
 from .models import ModelArtifacts, resolve_model
 from .parity import parity_frames, preprocess_frames, run_parity
 from .plans import Plan, build_plans
-from .report import ERROR, FAILED
 from .run import run_bench, write_outputs
 from .settings import (
     DEFAULT_BATCHES,
@@ -303,7 +303,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m saliq.bench.cli MODEL ...``: the same as ``saliq bench MODEL ...``."""
+    """``python -m saliq.train.bench.cli MODEL ...``: the same as ``saliq bench MODEL ...``."""
     parser = argparse.ArgumentParser(prog="saliq")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])

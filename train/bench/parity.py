@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError
-from ..spec import ModelSpec
+from saliq.bench.report import ERROR, FAILED, PASSED, evaluate_parity, one_line_error, tolerance_for
+from saliq.bench.runners import run_batched
+from saliq.errors import BackendUnavailableError, ConfigError
+from saliq.spec import ModelSpec
+
 from .plans import Plan, activate, close
-from .report import ERROR, FAILED, PASSED, evaluate_parity, one_line_error, tolerance_for
-from .runners import run_batched
 
 PARITY_BATCH = 16  # parity runs in chunks of this many images
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
@@ -30,13 +31,13 @@ def parity_frames(
     else scikit-image's sample photos at distortion levels 0-5 (:func:`saliq.frames.distort`),
     else saliq's procedural parity scenes."""
     if images:
-        from ..imageio import expand_paths, read_image
+        from saliq.imageio import expand_paths, read_image
 
         paths = expand_paths(images)[:count]
         if not paths:
             raise ConfigError(f"--images {images}: no images there")
         return [read_image(p) for p in paths], f"{len(paths)} photos from {images}"
-    from ..frames import DISTORTIONS, LEVELS, distort
+    from saliq.frames import DISTORTIONS, LEVELS, distort
 
     try:
         import skimage.data as sample
@@ -58,7 +59,7 @@ def parity_frames(
         return frames, (
             f"scikit-image sample photos ({', '.join(SKIMAGE_PHOTOS)}) at distortion levels 0-5"
         )
-    from ..frames import parity_frames as procedural
+    from saliq.frames import parity_frames as procedural
 
     size = (max(2 * spec.input_height, 480), max(2 * spec.input_width, 640))
     frames = [(f, "RGB") for f in procedural(count, size)]
@@ -70,7 +71,7 @@ def preprocess_frames(
 ) -> dict[str, np.ndarray]:
     """The model's float32 inputs for decoded frames (one call per pixel format, as
     ``Assessor.preprocess`` does)."""
-    from ..preprocess import Preprocessor
+    from saliq.preprocess import Preprocessor
 
     pre = Preprocessor.from_spec(spec, implementation=implementation)
     by_format: dict[str, list[int]] = {}

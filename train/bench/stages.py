@@ -10,7 +10,7 @@ is present, and the NumPy/OpenCV reference implementation (``implementation="pyt
 uses the CUDA kernel when it is built (the frame goes up once, the model reads the kernel's
 device outputs); the others use the native CPU twin, as ``assess()`` does.
 
-Each set is timed interleaved, like the network's latency (:mod:`saliq.bench.latency`).
+Each set is timed interleaved, like the network's latency (:mod:`saliq.train.bench.latency`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ..spec import ModelSpec
-from .machine import torch_cuda_usable
+from saliq.bench.machine import torch_cuda_usable
+from saliq.bench.report import StageRow, one_line_error
+from saliq.bench.timer import CudaEventTimer, IntervalTimer, WallTimer, measure_ms, time_rounds
+from saliq.spec import ModelSpec
+
 from .plans import Plan
-from .report import StageRow, one_line_error
 from .settings import BenchSettings
-from .timer import CudaEventTimer, IntervalTimer, WallTimer, measure_ms, time_rounds
 
 FRAME_SIZES = {"1080p": (1080, 1920), "4K": (2160, 3840)}
 JPEG_QUALITY = 95
@@ -57,7 +58,7 @@ def bench_frames() -> dict[str, np.ndarray]:
     preprocessing cost does not depend on the content)."""
     import cv2
 
-    from ..frames import pristine_frames
+    from saliq.frames import pristine_frames
 
     frame = pristine_frames(1, FRAME_SIZES["1080p"], order="BGR")[0]
     height, width = FRAME_SIZES["4K"]
@@ -73,7 +74,7 @@ def time_stages(
     """Preprocessing rows (one frame per call) and end-to-end rows (one frame to a score)."""
     import cv2
 
-    from ..preprocess import Preprocessor
+    from saliq.preprocess import Preprocessor
 
     frames = bench_frames()
     jpeg = workdir / "frame_1080p.jpg"
@@ -137,7 +138,7 @@ def _end_to_end_calls(
     gpu_pre: Any,
     torch: Any,
 ) -> _Calls:
-    from ..imageio import read_image
+    from saliq.imageio import read_image
 
     native_name, pre = native
     calls = _Calls()
@@ -224,7 +225,7 @@ def _inputs(outputs: dict[str, np.ndarray], spec: ModelSpec) -> dict[str, np.nda
 
 def _cuda_preprocessing(spec: ModelSpec) -> Any:
     """The Preprocessor when its CUDA kernel can run here, else None."""
-    from ..preprocess import Preprocessor, native_module
+    from saliq.preprocess import Preprocessor, native_module
 
     native = native_module()
     if native is None or not getattr(native, "built_with_cuda", False):
@@ -239,13 +240,13 @@ def _cuda_preprocessing(spec: ModelSpec) -> Any:
 
 def _device_buffers(spec: ModelSpec, torch: Any, batch: int = 1) -> dict[str, Any]:
     """Device arrays for every output of the CUDA preprocessing (``Preprocessor.cuda(out=)``)."""
-    from ..spec import PREPROCESSING_OUTPUTS
+    from saliq.spec import PREPROCESSING_OUTPUTS
 
     shapes = {
         name: fn(spec) for name, fn in PREPROCESSING_OUTPUTS[spec.preprocessing_version].items()
     }
     if spec.preprocessing_version >= 2:
-        from ..views import ViewConfig
+        from saliq.views import ViewConfig
 
         views = ViewConfig.from_dict(spec.view_config)
         if not views.detail_crops:

@@ -9,7 +9,7 @@ spike on a shared machine hits all of them alike and their ratios stay meaningfu
 whose rounds would exceed ``--row-seconds`` per backend gets fewer runs, never fewer than
 :data:`~saliq.bench.settings.MIN_RUNS`. PyTorch on CUDA is timed by CUDA events on the
 current stream, everything else by the host's wall clock around a call that has finished.
-Peak memory comes last, in a pass of its own (:mod:`saliq.bench.memory`).
+Peak memory comes last, in a pass of its own (:mod:`saliq.train.bench.memory`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from saliq.bench.report import LatencyRow, one_line_error
+from saliq.bench.timer import CudaEventTimer, IntervalTimer, WallTimer, measure_ms, time_rounds
+
 from .memory import measure_peak_memory
 from .plans import Plan
-from .report import LatencyRow, one_line_error
 from .settings import BenchSettings
-from .timer import CudaEventTimer, IntervalTimer, WallTimer, measure_ms, time_rounds
 
 
 def time_latency(

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendUnavailableError, ConfigError, SaliqError
-from ..spec import ModelSpec
-from .machine import onnxruntime_providers
+from saliq.bench.machine import onnxruntime_providers
+from saliq.errors import BackendUnavailableError, ConfigError, SaliqError
+from saliq.spec import ModelSpec
+
 from .settings import BenchSettings
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".engine", ".plan")
@@ -95,7 +96,7 @@ def torch_module(artifacts: ModelArtifacts) -> Any:
 
 
 def _default_model() -> ModelArtifacts:
-    from ..assess import default_model_path
+    from saliq.assess import default_model_path
 
     checkpoint = default_model_path("safetensors")
     return ModelArtifacts(
@@ -252,14 +253,14 @@ def _check_companions(artifacts: ModelArtifacts, name: str) -> None:
 def _spec_of(path: Path) -> ModelSpec:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from ..checkpoint import load_spec
+        from saliq.checkpoint import load_spec
 
         return load_spec(path)
     if suffix == ".onnx":
-        from ..backends.onnxruntime import read_onnx_spec
+        from saliq.backends.onnxruntime import read_onnx_spec
 
         return read_onnx_spec(path)
-    from ..engine_sidecar import read_sidecar
+    from saliq.engine_sidecar import read_sidecar
 
     return read_sidecar(path).spec
 
@@ -276,7 +277,7 @@ def _same_model(a: ModelSpec, b: ModelSpec) -> bool:
 
 def _checkpoint_trained(path: Path) -> bool:
     """A checkpoint written by ``saliq train`` carries its metrics; random weights none."""
-    from ..checkpoint import read_checkpoint_info
+    from saliq.checkpoint import read_checkpoint_info
 
     return bool(read_checkpoint_info(path).metrics)
 
