@@ -11,7 +11,7 @@ from .backends import Backend, load_backend
 from .errors import BackendClosedError, ModelFormatError
 from .imageio import load_inputs
 from .preprocess import Preprocessor
-from .spec import GRAPH_OUTPUTS, SALIENCY, SCORE
+from .spec import DEFECT_PROBS, GRAPH_OUTPUTS, SALIENCY, SCORE
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 DEFAULT_MODEL_STEM = "saliq_sgdnet_views_lite0"
@@ -39,6 +39,17 @@ class Result:
     name: str = ""
     saliency_full: np.ndarray | None = field(default=None, repr=False)  # at input resolution
     outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    defect_classes: tuple[str, ...] = field(default=(), repr=False)  # names of defect_probs
+
+    @property
+    def defect(self) -> tuple[str, float] | None:
+        """(likely defect type, its probability) from a model's defect-type head ("none":
+        the head sees no defect); None for models without one."""
+        probs = self.outputs.get(DEFECT_PROBS)
+        if probs is None or not self.defect_classes:
+            return None
+        best = int(np.argmax(probs))
+        return self.defect_classes[best], float(probs[best])
 
     @property
     def region_scores(self) -> tuple[float, float] | None:
@@ -49,12 +60,27 @@ class Result:
             return None
         return float(values[0]), float(values[1])
 
+    def __repr__(self) -> str:
+        parts = [f"score={self.score:.4f}"]
+        if self.name:
+            parts.insert(0, f"name={self.name!r}")
+        if self.region_scores is not None:
+            parts.append("salient={:.4f}, background={:.4f}".format(*self.region_scores))
+        if self.defect is not None:
+            parts.append(f"defect={self.defect[0]!r} ({self.defect[1]:.2f})")
+        if self.saliency is not None:
+            parts.append("saliency={}x{}".format(*self.saliency.shape))
+        return f"Result({', '.join(parts)})"
+
     def to_dict(self) -> dict:
         out = {"name": self.name, "score": round(self.score, 6)}
         if self.region_scores is not None:
             out["salient_score"], out["background_score"] = (
                 round(v, 6) for v in self.region_scores
             )
+        if self.defect is not None:
+            out["defect"], confidence = self.defect
+            out["defect_confidence"] = round(confidence, 4)
         return out
 
 
@@ -109,7 +135,9 @@ class Assessor:
                 if saliency_map:
                     full = _upsample(sal, frames[i][0].shape, frames[i][1])
             others = {key: outputs[key][i] for key in extra}
-            results.append(Result(float(outputs[SCORE][i]), sal, name, full, others))
+            results.append(
+                Result(float(outputs[SCORE][i]), sal, name, full, others, self.spec.defect_classes)
+            )
         return results
 
     def close(self) -> None:

@@ -23,9 +23,11 @@ problem (from the luma histogram, exact and cheap) rejects the frame when
 ``exposure_rejects`` is set. A latency budget never drops or skips a frame: a decision that
 missed it has ``late=True`` and a ``latency`` reason.
 
-Reasons are open-ended records (``kind``, ``detail``, ``region``, ``value``, ``confidence``):
-a defect-type head (blur, motion, noise, compression, colour cast, haze) can add
-``Reason("defect", "blur", region=..., confidence=0.9)`` later without changing the schema.
+Reasons are open-ended records (``kind``, ``detail``, ``region``, ``value``, ``confidence``).
+A model with a defect-type head (``Result.defect``: blur, motion, noise, compression,
+exposure, colour cast, haze, or none) adds ``Reason("defect", "blur", region=...,
+confidence=0.9)`` to a frame rejected for quality, where the head names a defect with at
+least ``GatePolicy.defect_min_confidence``; the region is the weaker of the two regions.
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ import numpy as np
 from .errors import ConfigError
 
 REGIONS = ("frame", "salient")
-# What a Reason can be about. "defect" is reserved for the defect-type head (not shipped yet).
+# What a Reason can be about ("defect": from a model's defect-type head).
 REASON_KINDS = ("quality", "pending", "exposure", "latency", "defect")
 # Luma levels counted as clipped: 8-bit sensor black/white within a few codes.
 SHADOW_CLIP = 5
 HIGHLIGHT_CLIP = 250
+NO_DEFECT = "none"  # the defect head's class for "no defect seen"
 
 
 class _Assesses(Protocol):
@@ -182,6 +185,8 @@ class GatePolicy:
     latency_budget_ms: float | None = None
     exposure: ExposurePolicy | None = field(default_factory=ExposurePolicy)
     exposure_rejects: bool = True
+    # a defect-head reason only when the head is at least this sure (0: always the top class)
+    defect_min_confidence: float = 0.4
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -199,6 +204,10 @@ class GatePolicy:
             )
         if int(self.min_run) != self.min_run or self.min_run < 1:
             raise ConfigError(f"min_run must be an integer >= 1, got {self.min_run}")
+        if not 0.0 <= self.defect_min_confidence <= 1.0:
+            raise ConfigError(
+                f"defect_min_confidence must be in [0, 1], got {self.defect_min_confidence}"
+            )
         if self.latency_budget_ms is not None and self.latency_budget_ms <= 0:
             raise ConfigError(f"latency_budget_ms must be > 0, got {self.latency_budget_ms}")
 
@@ -303,8 +312,10 @@ class QualityGate:
         latency_ms: float | None = None,
         exposure: Exposure | None = None,
         name: str = "",
+        defect: tuple[str, float] | None = None,
     ) -> Decision:
-        """One step of the policy on a frame's scores (no model involved)."""
+        """One step of the policy on a frame's scores (no model involved); ``defect`` is the
+        model's (likely defect type, probability), where it has a defect-type head."""
         policy = self.policy
         fallback = policy.region == "salient" and salient is None
         region = "salient" if policy.region == "salient" and not fallback else "frame"
@@ -326,7 +337,20 @@ class QualityGate:
 
         reasons: list[Reason] = []
         if not self._accepting:
-            reasons.append(_quality_reason(gated, limit, region, score, salient, background))
+            quality = _quality_reason(gated, limit, region, score, salient, background)
+            reasons.append(quality)
+            if defect is not None and defect[0] != NO_DEFECT:
+                if defect[1] >= policy.defect_min_confidence:
+                    reasons.append(
+                        Reason(
+                            "defect",
+                            defect[0],
+                            f"likely {defect[0].replace('_', ' ')} "
+                            f"(probability {defect[1]:.2f}), {quality.region}",
+                            region=quality.region,
+                            confidence=float(defect[1]),
+                        )
+                    )
         if self._pending:
             target = "accept" if wants else "reject"
             reasons.append(
@@ -421,6 +445,7 @@ class QualityGate:
             latency_ms=latency,
             exposure=exposure,
             name=name,
+            defect=getattr(result, "defect", None),
         )
         self.last_result = result
         return decision

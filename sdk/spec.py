@@ -55,6 +55,7 @@ PREPROCESSING_OUTPUTS: dict[int, dict[str, Callable[[ModelSpec], tuple[int, ...]
 SCORE = "score"
 SALIENCY = "saliency"
 GRAPH_OUTPUTS = (SCORE, SALIENCY)  # outputs whose shape the spec derives; others declare theirs
+DEFECT_PROBS = "defect_probs"  # [classes] probabilities of a defect-type head (defect_classes)
 SIZE_MULTIPLE = 32
 
 
@@ -96,6 +97,8 @@ class ModelSpec:
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
     # Preprocessing version 2's crop views (saliq.views.ViewConfig fields); empty in version 1.
     view_config: dict = field(default_factory=dict)
+    # Names of the classes of the `defect_probs` output (a defect-type head), in order.
+    defect_classes: tuple[str, ...] = ()
     spec_version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -139,6 +142,15 @@ class ModelSpec:
                 f"ModelSpec.outputs {undeclared} have no shape in output_shapes; the model must "
                 "declare the per-sample shape of every extra exported output"
             )
+        classes = self.defect_classes
+        has_head = DEFECT_PROBS in self.outputs
+        if has_head != bool(classes) or (
+            has_head and list(self.output_shapes[DEFECT_PROBS]) != [len(classes)]
+        ):
+            raise ModelFormatError(
+                f"ModelSpec: output {DEFECT_PROBS!r} and defect_classes {list(classes)} must come "
+                "together, one probability per class; re-export the model"
+            )
 
     def _check_types(self) -> None:
         """Field types and ranges a hand-edited or foreign spec may get wrong."""
@@ -154,6 +166,8 @@ class ModelSpec:
         problems = []
         if not names(self.inputs) or not names(self.outputs):
             problems.append("inputs and outputs must be lists of tensor names")
+        if not names(self.defect_classes):
+            problems.append("defect_classes must be a list of class names")
         for key in ("mean", "std"):
             value = getattr(self, key)
             if not (
@@ -227,7 +241,7 @@ class ModelSpec:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in payload.items() if k in known}
         try:
-            for key in ("mean", "std", "inputs", "outputs", "score_range"):
+            for key in ("mean", "std", "inputs", "outputs", "score_range", "defect_classes"):
                 if key in kwargs:
                     if isinstance(kwargs[key], str):
                         raise ModelFormatError(f"invalid ModelSpec: {key} must be a list")

@@ -107,6 +107,16 @@ TINY = {
         "crop_hidden": 8,
         "views": {"detail_crops": 2, "crop_size": 32, "salient_crops": 1},
     },
+    # the same with a defect-type head: a second exported output, classes named in the spec
+    "sgdnet_views_defects": {
+        "backbone": "efficientnet_lite0",
+        "feature_dim": 32,
+        "hidden": [16],
+        "crop_dim": 16,
+        "crop_hidden": 8,
+        "views": {"detail_crops": 2, "crop_size": 32, "salient_crops": 1},
+        "defect_classes": ["none", "blur", "noise"],
+    },
     # another backbone family through the same builder (torchvision layout, ImageNet mean/std)
     "sgdnet_resnet18": {"backbone": "resnet18", "feature_dim": 32, "hidden": [16]},
     "tres": {
@@ -126,6 +136,7 @@ TINY = {
 }
 ARCHITECTURE = {
     "sgdnet_direct": "sgdnet",
+    "sgdnet_views_defects": "sgdnet_views",
     "sgdnet_resnet18": "sgdnet",
     "sgdnet_no_saliency": "sgdnet",
     "transla_none": "transla",

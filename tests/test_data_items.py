@@ -477,11 +477,16 @@ BASELINE_DIGESTS = {
 }
 
 
+# Keys added to native items after the baseline digests were taken (group ranking); the
+# values of every key the baseline had must stay the same.
+KEYS_ADDED_LATER = ("severity", "group_index")
+
+
 def _digest(item: dict) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for key in sorted(item):
+    for key in sorted(set(item) - set(KEYS_ADDED_LATER)):
         h.update(key.encode())
         h.update(np.round(item[key].numpy().astype(np.float64), 5).tobytes())
     return h.hexdigest()[:16]

@@ -84,6 +84,38 @@ def test_salient_region_threshold_and_fallback_is_reported():
     assert where.reasons[0].region == "background"
 
 
+def test_defect_head_reason_on_rejected_frames_only_when_sure():
+    policy = GatePolicy(threshold=0.5, defect_min_confidence=0.5)
+    gate = QualityGate(policy=policy)
+    rejected = gate.decide(0.3, 0.2, 0.6, defect=("noise", 0.8))
+    kinds = [r.kind for r in rejected.reasons]
+    assert kinds == ["quality", "defect"]
+    defect = rejected.reasons[1]
+    assert (defect.detail, defect.region, defect.confidence) == ("noise", "salient", 0.8)
+    assert "noise" in defect.message and rejected.to_dict()["reasons"][1]["detail"] == "noise"
+    unsure = gate.decide(0.3, defect=("blur", 0.45))
+    clean = gate.decide(0.3, defect=("none", 0.9))
+    accepted = gate.decide(0.9, defect=("blur", 0.9))
+    assert [r.kind for r in unsure.reasons] == ["quality"]
+    assert [r.kind for r in clean.reasons] == ["quality"]
+    assert accepted.accept and accepted.reasons == ()
+    with pytest.raises(ConfigError, match="defect_min_confidence"):
+        GatePolicy(defect_min_confidence=1.5)
+
+
+def test_result_defect_names_the_top_class():
+    probs = np.array([0.1, 0.7, 0.2], np.float32)
+    result = Result(
+        0.4, None, "f", outputs={"defect_probs": probs}, defect_classes=("none", "blur", "noise")
+    )
+    assert result.defect == ("blur", pytest.approx(0.7))
+    assert result.to_dict()["defect"] == "blur"
+    shown = repr(Result(0.4, np.zeros((14, 14), np.float32), "f.jpg"))
+    assert shown == "Result(name='f.jpg', score=0.4000, saliency=14x14)"  # concise: no array
+    assert "defect='blur' (0.70)" in repr(result)
+    assert Result(0.4, None).defect is None and "defect" not in Result(0.4, None).to_dict()
+
+
 def test_latency_budget_flags_but_never_drops():
     gate = QualityGate(policy=GatePolicy(threshold=0.5, latency_budget_ms=10))
     late = gate.decide(0.9, latency_ms=12.5)

@@ -147,7 +147,8 @@ def reconfigure_checkpoint(
     e.g. a crop-scoring model set to read another number of grid crops."""
     from saliq.errors import ConfigError
 
-    from .models import create_model, model_spec
+    from .models import create_model
+    from .models.contract import respec
 
     model, spec, config, metrics = load_checkpoint(source)
     if spec.architecture != architecture:
@@ -156,16 +157,5 @@ def reconfigure_checkpoint(
     kwargs = {k: v for k, v in model_config.items() if k != "backbone_weights"}
     rebuilt = create_model(architecture, **kwargs)
     rebuilt.load_state_dict(model.state_dict())
-    new_spec = model_spec(
-        rebuilt,
-        name=spec.name,
-        architecture=spec.architecture,
-        backbone=spec.backbone,
-        input_height=spec.input_height,
-        input_width=spec.input_width,
-        mean=spec.mean,
-        std=spec.std,
-        model_config=model_config,
-        version=spec.version,
-    )
+    new_spec = respec(rebuilt, spec, model_config)
     return save_checkpoint(target, rebuilt.eval(), new_spec, config, metrics)

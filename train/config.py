@@ -77,6 +77,11 @@ class DataConfig:
     val_photos: int = 20  # validation grid photos per epoch (all types x levels each)
     # native source (crop-view models): share of items distorted in one region only
     region_prob: float = 0.3
+    # native source: items in groups of this many frames of one window (a pristine frame and
+    # one defect at rising severities), kept in one batch, for the group_ranking loss term
+    group_size: int = 1
+    # native source: fractional severities in (0, 5] (parameters interpolated) instead of 1..5
+    continuous_levels: bool = False
     # JSON file {"<list name>": [photo names]} of photos kept out of train and validation
     # (configs/heldout_camera.json: the camera-resolution evaluation's photos)
     exclude_photos_file: str | None = None
@@ -87,7 +92,7 @@ class DataConfig:
             raise ConfigError(
                 f"data.source={self.source!r} is unknown; use one of {', '.join(self.SOURCES)}"
             )
-        for name in ("val_photos", "copies_per_photo"):
+        for name in ("val_photos", "copies_per_photo", "group_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name}={getattr(self, name)} must be >= 1")
         if self.crop is not None:
@@ -211,6 +216,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_run_record(cls, record: dict) -> TrainConfig:
+        """The config a checkpoint recorded, without what later stages added beside it
+        (the split's photo names, the fusion and defect-head fit records)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_dict({k: v for k, v in record.items() if k in names})
 
     @classmethod
     def from_dict(cls, raw: dict) -> TrainConfig:

@@ -60,7 +60,7 @@ def fit_fusion(
     model, spec, config, metrics = load_checkpoint(checkpoint)
     if not hasattr(model, "evidence"):
         raise SystemExit(f"{checkpoint}: {spec.architecture} has no crop-view fusion to fit")
-    run = TrainConfig.from_dict({k: v for k, v in config.items() if k != "split"})
+    run = TrainConfig.from_run_record(config)
     data = build_datasets(run.data, spec, Preprocessor.from_spec(spec), {"score"}, seed)
     data.train.set_epoch(FRESH_EPOCH)
     rng = np.random.default_rng(seed)

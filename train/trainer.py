@@ -25,7 +25,7 @@ from saliq.spec import ModelSpec
 from .checkpoint import load_training_state, save_checkpoint
 from .config import TrainConfig
 from .data.native import NativeGridSet
-from .data.samplers import RankingBatchSampler
+from .data.samplers import GroupBatchSampler, RankingBatchSampler
 from .data.sources import build_datasets
 from .data.synthetic import SyntheticGridSet
 from .engine.distributed import Runtime, setup_runtime, teardown_runtime, unwrap
@@ -185,18 +185,21 @@ def _loader(
         "persistent_workers": False,
         "pin_memory": runtime.device.type == "cuda",
     }
-    if ranking:
+    placement = {"seed": config.seed, "rank": runtime.rank, "world_size": runtime.world_size}
+    group_size = getattr(train_set, "group_size", 1)
+    if group_size > 1:
+        if ranking:
+            raise ConfigError(
+                "tres_ranking composes its own batches; it cannot run with data.group_size > 1"
+            )
+        composed = GroupBatchSampler(len(train_set), group_size, per_rank, **placement)
+    elif ranking:
         # The relative-ranking loss needs a unique best and worst label in every batch;
         # synthetic labels tie often, so batches are composed to avoid tied extremes.
-        sampler = RankingBatchSampler(
-            train_set.labels(),
-            per_rank,
-            seed=config.seed,
-            rank=runtime.rank,
-            world_size=runtime.world_size,
-        )
-        sampler.set_epoch(epoch)
-        return DataLoader(train_set, batch_sampler=sampler, **common)
+        composed = RankingBatchSampler(train_set.labels(), per_rank, **placement)
+    if group_size > 1 or ranking:
+        composed.set_epoch(epoch)
+        return DataLoader(train_set, batch_sampler=composed, **common)
     # One sampler for 1 and N processes: the same seeded permutation, rank r taking every
     # world_size-th index, so N processes see exactly one process's global batches.
     sampler = DistributedSampler(
@@ -255,8 +258,8 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     model.to(runtime.device)
     optimizer = build_optimizer(model, config.optim)
     steps_per_epoch = _steps_per_epoch(len(train_set), config)
-    if ranking:
-        first = _loader(train_set, config, runtime, 0, True)
+    if ranking or getattr(train_set, "group_size", 1) > 1:
+        first = _loader(train_set, config, runtime, 0, ranking)
         steps_per_epoch = min(steps_per_epoch, len(first))
     schedule = Schedule(optimizer, config.optim, steps_per_epoch)
     scaler = runtime.grad_scaler()

@@ -12,7 +12,11 @@ serve every type:
 
     quality_label(level) = 1 - QUALITY_STEP_PER_LEVEL * level     (0.18 per level)
 
-so level 0 (pristine) = 1.0, level 1 = 0.82, ... level 5 = 0.10. Randomness (motion
+so level 0 (pristine) = 1.0, level 1 = 0.82, ... level 5 = 0.10. A fractional level (a
+*severity* in [0, 5], ``apply_severity``) interpolates the parameter table between its
+neighbouring levels, with each type's no-op parameter (``ZERO_PARAMETER``) at level 0, so
+defects milder than level 1 (a camera's faint noise, a high-quality JPEG) are trained too;
+its label is the same line, ``1 - 0.18 * severity``. Randomness (motion
 angle, noise, cast direction, veil colour) comes only from the ``numpy.random.Generator``
 passed in, so a (frame, type, level, generator state) always gives the same output.
 """
@@ -48,12 +52,29 @@ COLOUR_TYPES = frozenset({"colour_cast"})
 COLOUR_CAST_LOG2_GAIN = (0.15, 0.28, 0.42, 0.58, 0.78)  # amplitude of per-channel log2 gain
 PIXELATE_FACTOR = (2.0, 3.0, 4.0, 6.0, 8.0)  # sensor/zoom downscale before nearest upscale
 
+# The parameter at level 0: the type's no-op (or its faintest form); fractional severities
+# interpolate between it and level 1. Shot noise interpolates 1 / photons (noise variance).
+ZERO_PARAMETER: dict[str, Any] = {
+    "defocus_blur": 0.0,
+    "motion_blur": 1.0,
+    "gaussian_noise": 0.0,
+    "shot_noise": math.inf,
+    "impulse_noise": 0.0,
+    "jpeg": 95,
+    "underexposure": (0.0, 1.0),
+    "overexposure": 0.0,
+    "haze": 0.0,
+    "colour_cast": 0.0,
+    "pixelate": 1.0,
+}
+RECIPROCAL_PARAMETERS = frozenset({"shot_noise"})
+
 HAZE_VEIL_RANGE = (205.0, 245.0)  # airlight brightness; haze veils are bright, near-neutral
 HAZE_VEIL_TINT = 6.0  # max per-channel deviation of the veil from neutral
 
 
-def quality_label(level: int) -> float:
-    """Training target in [0.1, 1]: 1 for pristine, 0.18 lower per level, any type."""
+def quality_label(level: float) -> float:
+    """Training target in [0.1, 1]: 1 for pristine, 0.18 lower per level (or severity)."""
     if not 0 <= level <= MAX_LEVEL:
         raise ValueError(f"level must be in 0..{MAX_LEVEL}, got {level}")
     return 1.0 - QUALITY_STEP_PER_LEVEL * level
@@ -103,6 +124,14 @@ def _line_kernel(length: float, angle_rad: float) -> np.ndarray:
 
 
 def defocus_blur(rgb: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
+    if radius <= 0:
+        return rgb.copy()
+    if radius < 1.0:
+        # A pillbox under half a pixel stays inside the centre pixel (no blur at all): below
+        # radius 1, blend from no blur to the radius-1 disk so the strength keeps growing.
+        kernel = radius * _disk_kernel(1.0)
+        kernel[1, 1] += 1.0 - radius
+        return _filter(rgb, kernel)
     return _filter(rgb, _disk_kernel(radius))
 
 
@@ -117,6 +146,8 @@ def gaussian_noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> n
 
 def shot_noise(rgb: np.ndarray, photons: float, rng: np.random.Generator) -> np.ndarray:
     # Photon counts are Poisson in linear light, so dark areas get the largest relative noise.
+    if math.isinf(photons):
+        return rgb.copy()
     lin = _to_linear(rgb).astype(np.float64)
     return _from_linear(rng.poisson(lin * photons) / photons)
 
@@ -129,8 +160,10 @@ def impulse_noise(rgb: np.ndarray, fraction: float, rng: np.random.Generator) ->
     return out
 
 
-def jpeg(rgb: np.ndarray, quality: int, rng: np.random.Generator) -> np.ndarray:
-    ok, data = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+def jpeg(rgb: np.ndarray, quality: float, rng: np.random.Generator) -> np.ndarray:
+    ok, data = cv2.imencode(
+        ".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(round(quality))]
+    )
     if not ok:
         raise RuntimeError("cv2.imencode failed to write JPEG")
     return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1])
@@ -207,6 +240,24 @@ DISTORTIONS: dict[str, Distortion] = {
 # Stable class index for type heads and grouping: independent of which subset is trained.
 TYPE_NAMES: tuple[str, ...] = tuple(sorted(DISTORTIONS))
 
+# What a defect-type head reports: the defect a person would fix, not the simulation that made
+# it ("none" = pristine). Every training type maps to one class.
+NO_DEFECT = "none"
+DEFECT_OF_TYPE: dict[str, str] = {
+    "defocus_blur": "blur",
+    "motion_blur": "motion",
+    "gaussian_noise": "noise",
+    "shot_noise": "noise",
+    "impulse_noise": "noise",
+    "jpeg": "compression",
+    "pixelate": "compression",
+    "underexposure": "exposure",
+    "overexposure": "exposure",
+    "colour_cast": "colour_cast",
+    "haze": "haze",
+}
+DEFECT_CLASSES: tuple[str, ...] = (NO_DEFECT, *dict.fromkeys(DEFECT_OF_TYPE.values()))
+
 
 def apply_distortion(
     rgb: np.ndarray, name: str, level: int, rng: np.random.Generator
@@ -222,5 +273,45 @@ def apply_distortion(
         return rgb
     dist = DISTORTIONS[name]
     out = dist.fn(np.ascontiguousarray(rgb), dist.levels[level - 1], rng)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    return out
+
+
+def parameter_at(name: str, severity: float) -> Any:
+    """Type ``name``'s parameter at a fractional level in [0, MAX_LEVEL] (tables at integers)."""
+    if name not in DISTORTIONS:
+        raise KeyError(f"unknown distortion {name!r}; known: {', '.join(TYPE_NAMES)}")
+    if not 0 <= severity <= MAX_LEVEL:
+        raise ValueError(f"severity must be in [0, {MAX_LEVEL}], got {severity}")
+    table = (ZERO_PARAMETER[name], *DISTORTIONS[name].levels)
+    low = min(int(math.floor(severity)), MAX_LEVEL - 1)
+    t = severity - low
+    a, b = table[low], table[low + 1]
+    if t == 0.0:
+        return a
+    if t == 1.0:
+        return b
+
+    def mix(x: float, y: float) -> float:
+        if name in RECIPROCAL_PARAMETERS:
+            inv = (1.0 - t) * (0.0 if math.isinf(x) else 1.0 / x) + t / y
+            return math.inf if inv == 0 else 1.0 / inv
+        return (1.0 - t) * x + t * y
+
+    if isinstance(a, tuple):
+        return tuple(mix(x, y) for x, y in zip(a, b, strict=True))
+    return mix(a, b)
+
+
+def apply_severity(
+    rgb: np.ndarray, name: str, severity: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Like apply_distortion at a fractional level: an integer severity gives the same frame."""
+    if float(severity).is_integer():
+        return apply_distortion(rgb, name, int(severity), rng)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected a uint8 HxWx3 RGB frame, got {rgb.dtype} {rgb.shape}")
+    param = parameter_at(name, severity)
+    out = DISTORTIONS[name].fn(np.ascontiguousarray(rgb), param, rng)
     assert out.shape == rgb.shape and out.dtype == np.uint8
     return out

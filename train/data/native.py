@@ -42,7 +42,14 @@ from saliq.views import canonical_frame
 
 from .content import ContentItem
 from .crops import check_rotation, draw_rotation, rotate_frame, to_frame_points
-from .distortions import COLOUR_TYPES, DISTORTIONS, MAX_LEVEL, TYPE_NAMES, apply_distortion
+from .distortions import (
+    COLOUR_TYPES,
+    DISTORTIONS,
+    MAX_LEVEL,
+    TYPE_NAMES,
+    apply_distortion,
+    apply_severity,
+)
 from .distortions import quality_label as level_label
 from .items import EpochCopies, ItemBuilder
 from .labels import DIST_SIGMA
@@ -55,6 +62,7 @@ REGION_MODES = ("whole", "salient", "background")
 VALIDATION_WINDOW = 768  # long side of the fixed centre window of validation items
 # Always emitted (the crop-view loss); the rest only when asked for.
 BASE_TARGETS = ("score", "crop_targets")
+MIN_SEVERITY = 0.1  # fractional severities start here: fainter is indistinguishable from none
 EXTRA_TARGETS = ("score_dist", "saliency", "saliency_high", "saliency_low")
 
 
@@ -168,13 +176,14 @@ class _NativeFrames(Dataset):
         self,
         frame: np.ndarray,
         mask: np.ndarray | None,
-        level: int,
+        level: float,
         mode: str,
         type_name: str | None,
         photo_index: int,
         fixations: np.ndarray | None = None,
         flipped: bool = False,
         rotation: float = 0.0,
+        group: int | None = None,
     ) -> dict[str, torch.Tensor]:
         out = self.preprocessor([frame], fmt="RGB")
         deficit = 1.0 - level_label(level)
@@ -197,7 +206,12 @@ class _NativeFrames(Dataset):
                     rotation=rotation,
                 )
             )
-        item["level"] = torch.tensor(level, dtype=torch.int64)
+        item["level"] = torch.tensor(math.ceil(level), dtype=torch.int64)
+        item["severity"] = torch.tensor(level, dtype=torch.float32)
+        # frames of one content (a training group; a validation photo) for ranking terms
+        item["group_index"] = torch.tensor(
+            photo_index if group is None else group, dtype=torch.int64
+        )
         item["type_index"] = torch.tensor(
             -1 if type_name is None else TYPE_NAMES.index(type_name), dtype=torch.int64
         )
@@ -205,9 +219,9 @@ class _NativeFrames(Dataset):
         return item
 
     def _distort(
-        self, clean: np.ndarray, type_name: str, level: int, mode: str, rng
+        self, clean: np.ndarray, type_name: str, level: float, mode: str, rng
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        distorted = apply_distortion(clean, type_name, level, rng)
+        distorted = apply_severity(clean, type_name, level, rng)
         if mode == "whole":
             return distorted, None
         prior = self._whole([clean], fmt="RGB")["prior"][0, 0]
@@ -233,19 +247,60 @@ class NativeTrainSet(EpochCopies, _NativeFrames):
         saliency_hw: tuple[int, int] | None = None,
         dist_sigma: float = DIST_SIGMA,
         rotate_deg: float = 0.0,
+        group_size: int = 1,
+        continuous_levels: bool = False,
     ) -> None:
         super().__init__(items, preprocessor, inputs, types, seed, targets, saliency_hw, dist_sigma)
         self.rotate_deg = check_rotation(rotate_deg)
+        if group_size < 1 or copies_per_photo % group_size:
+            raise ConfigError(
+                f"data.group_size={group_size} must be >= 1 and divide data.copies_per_photo="
+                f"{copies_per_photo} (a group is frames of one photo)"
+            )
+        self.group_size = group_size
+        self.continuous_levels = continuous_levels
         self.copies_per_photo = copies_per_photo
         self.pristine_prob = pristine_prob
         self.region_prob = region_prob
         self.epoch = 0
 
     def _draw(self, index: int):
-        rng = self.item_rng(index)
-        pristine = bool(rng.random() < self.pristine_prob)
-        type_name = self.types[int(rng.integers(len(self.types)))]
-        level = 0 if pristine else int(rng.integers(1, MAX_LEVEL + 1))
+        """(pristine, type, severity, region mode, rng for the window and the distortion).
+
+        In groups, every member draws from the group's first item's generator, so the
+        members share the window, flip, rotation, type, region and distortion seed; member 0
+        is pristine and member m > 0 takes a severity from the m-th of ``group_size - 1``
+        equal bands of (0, MAX_LEVEL], so a group is one defect at rising strength.
+        """
+        size = self.group_size
+        if size == 1:
+            rng = self.item_rng(index)
+            pristine = bool(rng.random() < self.pristine_prob)
+            type_name = self.types[int(rng.integers(len(self.types)))]
+            if pristine:
+                level = 0.0
+            elif self.continuous_levels:
+                level = float(rng.uniform(MIN_SEVERITY, MAX_LEVEL))
+            else:
+                level = float(rng.integers(1, MAX_LEVEL + 1))
+        else:
+            rng = self.item_rng(index - index % size)
+            type_name = self.types[int(rng.integers(len(self.types)))]
+            bands = np.linspace(0.0, MAX_LEVEL, size)
+            severities = [
+                max(MIN_SEVERITY, float(rng.uniform(lo, hi)))
+                for lo, hi in zip(bands[:-1], bands[1:], strict=True)
+            ]
+            if not self.continuous_levels:
+                severities = [float(max(1, math.ceil(v))) for v in severities]
+            # drawn whatever the member, so every member's generator stays in step
+            regional = bool(rng.random() < self.region_prob) and type_name not in COLOUR_TYPES
+            region = REGION_MODES[1 + int(rng.integers(2))]
+            member = index % size
+            pristine = member == 0
+            level = 0.0 if pristine else severities[member - 1]
+            mode = region if regional and not pristine else "whole"
+            return pristine, type_name, level, mode, rng
         regional = bool(rng.random() < self.region_prob) and type_name not in COLOUR_TYPES
         mode = "whole" if pristine or not regional else REGION_MODES[1 + int(rng.integers(2))]
         return pristine, type_name, level, mode, rng
@@ -284,12 +339,13 @@ class NativeTrainSet(EpochCopies, _NativeFrames):
             "flipped": flipped,
             "rotation": angle,
         }
+        group = index // self.group_size
         if pristine:
-            return self._item(clean, None, 0, "whole", None, photo_index, **geometry)
+            return self._item(clean, None, 0, "whole", None, photo_index, **geometry, group=group)
         frame, mask = self._distort(
             clean, type_name, level, mode, np.random.default_rng(rng.integers(2**63))
         )
-        return self._item(frame, mask, level, mode, type_name, photo_index, **geometry)
+        return self._item(frame, mask, level, mode, type_name, photo_index, **geometry, group=group)
 
 
 class NativeGridSet(_NativeFrames):

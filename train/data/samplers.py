@@ -189,3 +189,57 @@ class _Stream:
                         self.head += 1
                     return index
             pos += 1
+
+
+class GroupBatchSampler(Sampler[list[int]]):
+    """Batches of whole groups: items ``g * group_size ... (g + 1) * group_size - 1`` are one
+    group (frames of one content, data.group_size) and always share a batch, in order.
+
+    Per epoch (deterministic in ``seed`` and ``epoch``) the groups are shuffled and cut into
+    batches of ``batch_size // group_size`` groups; an incomplete last batch is dropped.
+    Distributed: every rank computes the same list and takes every ``world_size``-th batch.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        group_size: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        where = "GroupBatchSampler"
+        if group_size < 1 or batch_size % group_size:
+            raise ConfigError(
+                f"{where}: the batch size {batch_size} must be a multiple of data.group_size "
+                f"{group_size} (batches hold whole groups)"
+            )
+        if n_items % group_size:
+            raise ConfigError(f"{where}: {n_items} items are not whole groups of {group_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"{where}: need 0 <= rank < world_size, got {rank=} {world_size=}")
+        self.groups = n_items // group_size
+        self.per_batch = batch_size // group_size
+        if self.groups < self.per_batch * world_size:
+            raise ConfigError(
+                f"{where}: {self.groups} groups cannot fill one batch of {self.per_batch} groups "
+                f"on each of {world_size} processes; add photos or copies_per_photo"
+            )
+        self.group_size, self.seed, self.rank, self.world_size = group_size, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.groups // (self.per_batch * self.world_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.groups)
+        batches = [
+            order[b * self.per_batch : (b + 1) * self.per_batch]
+            for b in range(len(self) * self.world_size)
+        ]
+        for chosen in batches[self.rank :: self.world_size]:
+            yield [int(g) * self.group_size + m for g in chosen for m in range(self.group_size)]

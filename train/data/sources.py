@@ -105,6 +105,12 @@ def build_datasets(
         "targets": targets,
         "dist_sigma": data_config.dist_sigma,
     }
+    native_only = data_config.group_size > 1 or data_config.continuous_levels
+    if native_only and data_config.source != "native":
+        raise ConfigError(
+            "data.group_size and data.continuous_levels are options of data.source=native; "
+            f"the {data_config.source} source has neither: remove them"
+        )
     if data_config.source == "synthetic":
         return _synthetic(data_config, spec, preprocessor, seed, common)
     if data_config.source == "native":
@@ -286,6 +292,8 @@ def _native(data_config, spec, preprocessor, seed, targets=("score", "crop_targe
         region_prob=data_config.region_prob,
         seed=seed,
         rotate_deg=data_config.rotate_deg,
+        group_size=data_config.group_size,
+        continuous_levels=data_config.continuous_levels,
         **wanted,
     )
     val = NativeGridSet(

@@ -9,6 +9,7 @@ from .composite import CompositeLoss, build_loss, build_term
 from .context import LossContext, hflip
 from .functional import (
     correlation,
+    group_pairwise_hinge,
     kl_divergence,
     kld_cc_sim,
     match_size,
@@ -40,6 +41,7 @@ __all__ = [
     "kld_cc_sim",
     "match_size",
     "relative_ranking",
+    "group_pairwise_hinge",
     "sgdnet_loss_config",
     "similarity",
     "soft_cross_entropy",

@@ -129,6 +129,9 @@ def ranking_indices(labels: torch.Tensor) -> tuple[int, int, int, int]:
     return order[-1], order[-2], order[0], order[1]
 
 
+LABEL_TIE = 1e-6  # labels closer than this are one level: no ordering to learn
+
+
 def relative_ranking(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """TReS relative-ranking loss (Golestaneh et al., WACV 2022, Eq. 5) for one batch.
 
@@ -153,3 +156,28 @@ def relative_ranking(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     top = torch.relu((q[hi] - q[hi2]).abs() - spread + m1)
     bottom = torch.relu((q[lo2] - q[lo]).abs() - spread + m2)
     return top + bottom
+
+
+def group_pairwise_hinge(
+    pred: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, margin: float = 1.0
+) -> torch.Tensor:
+    """Mean over ordered pairs of one group (same content) with different labels of
+
+        max(0, margin * (s_i - s_j) - (q_i - q_j)),   s_i > s_j
+
+    so a frame must outscore a worse frame of the same content by ``margin`` times their
+    label gap: the within-content ordering a severity ranking (within-group SRCC) measures,
+    which a per-frame regression only implies. Without such pairs: 0, connected to the graph.
+    """
+    q, s = pred.flatten(), labels.detach().flatten().to(pred.dtype)
+    g = groups.flatten().to(q.device)
+    if not q.numel() == s.numel() == g.numel():
+        raise ValueError(
+            f"group ranking: {q.numel()} predictions, {s.numel()} labels, {g.numel()} groups"
+        )
+    gap = s[:, None] - s[None, :]
+    pairs = (g[:, None] == g[None, :]) & (gap > LABEL_TIE)
+    if not bool(pairs.any()):
+        return q.sum() * 0.0
+    hinge = torch.relu(margin * gap - (q[:, None] - q[None, :]))
+    return hinge[pairs].mean()

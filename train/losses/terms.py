@@ -347,6 +347,38 @@ class TResRanking(LossTerm):
         return LF.relative_ranking(pred, target)
 
 
+class GroupRanking(LossTerm):
+    """Pairwise hinge within each content group of the batch (``group_index``), margins from
+    the labels (functional.group_pairwise_hinge). A 2-D output (per-crop scores) is averaged
+    over its second axis first. Needs batches of whole groups (data.group_size > 1)."""
+
+    name = "group_ranking"
+    kind = "ranking"
+    default_on = "score"
+    default_target = "score"
+    options: ClassVar[dict[str, Any]] = {"margin": 1.0}
+    group_key: ClassVar[str] = "group_index"
+
+    def _validate(self) -> None:
+        if not self.opts["margin"] >= 0:
+            raise ConfigError(f"loss term {self.label!r}: margin must be >= 0")
+
+    def __call__(self, ctx: LossContext) -> torch.Tensor:
+        outputs = ctx.flipped_outputs() if self.flip else ctx.outputs
+        batch = ctx.flipped_batch() if self.flip else ctx.batch
+        pred = _fetch_output(self, outputs, self.on)
+        if pred.dim() == 2:
+            pred = pred.mean(1)
+        target = _fetch_target(self, batch, self.target)
+        if self.group_key not in batch:
+            raise ConfigError(
+                f"loss term {self.label!r} needs {self.group_key!r} in the batch: use "
+                "data.source=native with data.group_size > 1"
+            )
+        _same_shape(self, pred, target)
+        return LF.group_pairwise_hinge(pred, target, batch[self.group_key], self.opts["margin"])
+
+
 # -------------------------------------------------------------------------------- consistency
 
 
@@ -432,5 +464,17 @@ class FlipConsistency(LossTerm):
 
 TERMS: dict[str, type[LossTerm]] = {
     t.name: t
-    for t in (L1, L2, CrossEntropy, TV, KL, CC, SIM, KldCcSim, TResRanking, FlipConsistency)
+    for t in (
+        L1,
+        L2,
+        CrossEntropy,
+        TV,
+        KL,
+        CC,
+        SIM,
+        KldCcSim,
+        TResRanking,
+        GroupRanking,
+        FlipConsistency,
+    )
 }

@@ -103,7 +103,26 @@ def model_spec(
         output_shapes={k: list(v) for k, v in extra.items()},
         preprocessing_version=model.preprocessing_version,
         view_config=dict(model.view_config),
+        defect_classes=tuple(getattr(model, "defect_classes", ())),
         version=version,
+    )
+
+
+def respec(model: IQAModel, spec: ModelSpec, model_config: dict) -> ModelSpec:
+    """The spec of ``model``, rebuilt from ``model_config``, keeping ``spec``'s identity (name,
+    backbone, input size, normalisation, version): for checkpoints whose architecture options
+    change after training (another grid size, an added defect head)."""
+    return model_spec(
+        model,
+        name=spec.name,
+        architecture=spec.architecture,
+        backbone=spec.backbone,
+        input_height=spec.input_height,
+        input_width=spec.input_width,
+        mean=spec.mean,
+        std=spec.std,
+        model_config=model_config,
+        version=spec.version,
     )
 
 

@@ -12,6 +12,15 @@ a_s = a_m = b = 0 so that the untrained fusion reproduces the whole-frame model 
 Region scores: (salient, background) = the crop qualities weighted by w_k and by 1 - w_k/max w.
 The mean and standard deviation pools of the crop features are both kept because noise and
 blur show in the spread of local responses more than in their mean.
+
+Optional defect-type head (``defect_classes``): which defect most likely lowered the score,
+as probabilities over the classes (the exported ``defect_probs`` output; the spec names the
+classes). It reads the whole view's pooled features (exposure, colour, haze) and the mean and
+the maximum over crops of the crop features (noise, blur, compression), and the per-channel
+mean and spread and a soft luma histogram (CDF at 10 levels) of the whole view and of the
+crops (exposure and colour casts are about levels, which pooled features normalise away),
+standardised, through an MLP (128 hidden units, dropout 0.5). It is fitted after the
+branches, with them frozen (saliq.train.fit_defects), so it changes no score.
 """
 
 from __future__ import annotations
@@ -46,6 +55,56 @@ def _trunk_to_stride16(backbone: nn.Module) -> nn.Sequential:
     return nn.Sequential(backbone.stem, *list(stages)[: last + 1])
 
 
+DEFECT_PROBS = "defect_probs"
+DEFECT_HIDDEN = 128
+COLOUR_STATS = 3  # per-channel statistics: exposure and colour casts are about levels
+# Luma CDF at these levels of the normalised [-1, 1] range (a soft count, exportable):
+# under- and over-exposure move mass to the ends of the histogram.
+LUMA_LEVELS = tuple(-0.9 + 0.2 * k for k in range(10))
+LUMA_SOFTNESS = 0.02
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, as the gate's exposure rule
+
+
+def _luma_cdf(pixels: torch.Tensor) -> torch.Tensor:
+    """[N, ..., 3, H, W] normalised pixels -> [N, len(LUMA_LEVELS)] share at or below each."""
+    weights = pixels.new_tensor(LUMA_WEIGHTS).view(3, 1, 1)
+    luma = (pixels * weights).sum(-3).flatten(1)
+    levels = pixels.new_tensor(LUMA_LEVELS).view(1, -1, 1)
+    return torch.sigmoid((levels - luma[:, None, :]) / LUMA_SOFTNESS).mean(2)
+
+
+def _channel_stats(pixels: torch.Tensor) -> torch.Tensor:
+    """[N, ..., 3, H, W] -> [N, 6]: per-channel mean and standard deviation over the rest."""
+    per_channel = pixels.transpose(1, -3).flatten(2) if pixels.dim() == 5 else pixels.flatten(2)
+    mean = per_channel.mean(2)
+    std = (per_channel - mean[..., None]).pow(2).mean(2).add(1e-6).sqrt()
+    return torch.cat([mean, std], dim=1)
+
+
+class DefectHead(nn.Module):
+    """Standardise (fitted shift/scale buffers), then an MLP with dropout; softmax over classes."""
+
+    def __init__(
+        self, in_features: int, classes: int, hidden: int = DEFECT_HIDDEN, dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(in_features))
+        self.register_buffer("scale", torch.ones(in_features))
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, classes),
+        )
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.shift) / self.scale)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(features), dim=1)
+
+
 class SGDNetViews(IQAModel):
     inputs = ("image", "crops", "crop_weights")
     outputs = ("score", "saliency", "region_scores")
@@ -64,6 +123,7 @@ class SGDNetViews(IQAModel):
         freeze_whole_view: bool = False,
         drop_connect: bool = True,
         views: dict | None = None,
+        defect_classes: tuple[str, ...] | list[str] = (),
         **sgdnet_kwargs,
     ) -> None:
         super().__init__()
@@ -93,6 +153,21 @@ class SGDNetViews(IQAModel):
         with torch.no_grad():
             self.fusion.weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]))
             self.fusion.bias.zero_()
+        self.defect_classes = tuple(str(c) for c in defect_classes)
+        if (
+            len(set(self.defect_classes)) != len(self.defect_classes)
+            or len(self.defect_classes) == 1
+        ):
+            raise ConfigError(
+                f"sgdnet_views: defect_classes {list(self.defect_classes)} must be empty or at "
+                "least two distinct names"
+            )
+        if self.defect_classes:
+            whole_dim = sgdnet_kwargs.get("feature_dim", 512)
+            in_features = whole_dim + 4 * crop_dim + 4 * COLOUR_STATS + 2 * len(LUMA_LEVELS)
+            self.defect_head = DefectHead(in_features, len(self.defect_classes))
+            self.outputs = (*type(self).outputs, DEFECT_PROBS)
+            self.aux_outputs = (*type(self).aux_outputs, "defect_features")
         self.freeze_whole_view = freeze_whole_view
         if freeze_whole_view:
             for param in self.whole.parameters():
@@ -107,15 +182,19 @@ class SGDNetViews(IQAModel):
             self.whole.eval()  # a frozen branch has no dropout noise either
         return self
 
-    def crop_quality(self, crops: torch.Tensor) -> torch.Tensor:
-        """[N, K, 3, P, P] crops -> [N, K] quality in [0, 1]."""
+    def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """[N, K, 3, P, P] crops -> [N, K, 2 * crop_dim] mean and std pools of the features."""
         n, k = crops.shape[:2]
         feats = F.relu(self.crop_proj(self.crop_trunk(crops.flatten(0, 1))))
         flat = feats.flatten(2)
         mean = flat.mean(2)
         std = (flat - mean[..., None]).pow(2).mean(2).add(1e-6).sqrt()
-        logits = self.crop_head(torch.cat([mean, std], dim=1))
-        return torch.sigmoid(logits).view(n, k)
+        return torch.cat([mean, std], dim=1).view(n, k, -1)
+
+    def crop_quality(self, crops: torch.Tensor) -> torch.Tensor:
+        """[N, K, 3, P, P] crops -> [N, K] quality in [0, 1]."""
+        pooled = self.crop_features(crops)
+        return torch.sigmoid(self.crop_head(pooled)).squeeze(2)
 
     @staticmethod
     def evidence(
@@ -134,10 +213,11 @@ class SGDNetViews(IQAModel):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         whole = self.whole({"image": inputs["image"]})
-        crop_scores = self.crop_quality(inputs["crops"])
+        pooled = self.crop_features(inputs["crops"])
+        crop_scores = torch.sigmoid(self.crop_head(pooled)).squeeze(2)
         evidence, regions = self.evidence(whole["score"], crop_scores, inputs["crop_weights"])
         score = torch.sigmoid(self.fusion(evidence)).squeeze(1)
-        return {
+        out = {
             "score": score,
             "saliency": whole["saliency"],
             "region_scores": regions,
@@ -145,9 +225,28 @@ class SGDNetViews(IQAModel):
             "global_score": whole["score"],
             "features": whole["features"],
         }
+        if self.defect_classes:
+            features = torch.cat(
+                [
+                    whole["features"],
+                    pooled.mean(1),
+                    pooled.amax(1),
+                    _channel_stats(inputs["image"]),
+                    _channel_stats(inputs["crops"]),
+                    _luma_cdf(inputs["image"]),
+                    _luma_cdf(inputs["crops"]),
+                ],
+                dim=1,
+            )
+            out["defect_features"] = features
+            out[DEFECT_PROBS] = self.defect_head(features)
+        return out
 
     def extra_output_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
-        return {"region_scores": (2,)}
+        shapes = {"region_scores": (2,)}
+        if self.defect_classes:
+            shapes[DEFECT_PROBS] = (len(self.defect_classes),)
+        return shapes
 
 
 @register_model
