@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from saliq.cli import DEFAULT_MODEL, resolve_export_model
+
 
 def cmd_export_triton(args: argparse.Namespace) -> int:
     from saliq.export.triton import PREPROCESS_SUFFIX, export_triton
 
+    # Triton serves ONNX or an engine: "default" is the shipped model's ONNX export.
+    model, _ = resolve_export_model(args.model, None, "onnx")
     folder = export_triton(
-        args.model,
+        model,
         args.repository,
         name=args.name,
         max_batch=args.max_batch,
@@ -37,7 +41,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "triton", help="ONNX model or TensorRT engine -> Triton model repository"
     )
-    parser.add_argument("model", help="model.onnx (saliq export onnx) or model.engine/.plan")
+    parser.add_argument(
+        "model",
+        help=f"model.onnx (saliq export onnx), model.engine/.plan, or {DEFAULT_MODEL!r} for the "
+        "shipped default model (its ONNX)",
+    )
     parser.add_argument("repository", help="Triton model repository folder (created if absent)")
     parser.add_argument("--name", default=None, help="model name (default: the spec's name)")
     parser.add_argument("--max-batch", type=int, default=16)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from saliq.bench.compare import DEFAULT_MIN_SALIENCY_CC, DEFAULT_TOLERANCE
+from saliq.cli import DEFAULT_MODEL, resolve_export_model
 
 # Duplicated from export/tensorrt.py on purpose: building the parser must not import onnx,
 # TensorRT or the exporter itself (``saliq export trt --help`` stays instant).
@@ -22,8 +23,17 @@ def register(export_subparsers: argparse._SubParsersAction) -> argparse.Argument
             "when scores, rankings or saliency maps drift."
         ),
     )
-    trt.add_argument("model", help="model.onnx or checkpoint.safetensors")
-    trt.add_argument("-o", "--output", default=None, help="engine path (default: <model>.engine)")
+    trt.add_argument(
+        "model",
+        help=f"model.onnx, checkpoint.safetensors, or {DEFAULT_MODEL!r} for the shipped default "
+        "model (its ONNX export)",
+    )
+    trt.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="engine path (default: <model>.engine; ./<name>.engine for the default model)",
+    )
     trt.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
     trt.add_argument("--min-batch", type=int, default=1)
     trt.add_argument("--opt-batch", type=int, default=1, help="batch size tuned for")
@@ -73,9 +83,11 @@ def cmd_export_trt(args: argparse.Namespace) -> int:
 
     from .tensorrt import build_engine
 
+    # The shipped ONNX is the default checkpoint's verified export: no torch needed to build.
+    model, output = resolve_export_model(args.model, args.output, "onnx", ".engine")
     engine = build_engine(
-        args.model,
-        args.output,
+        model,
+        output,
         precision=args.precision,
         min_batch=args.min_batch,
         opt_batch=args.opt_batch,

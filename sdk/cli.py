@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from .errors import SaliqError
 
 if TYPE_CHECKING:
     from .assess import Assessor
+    from .saliency_files import SaliencyWriter
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -134,10 +136,35 @@ def _parse_override(item: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
+DEFAULT_MODEL = "default"  # the model argument naming the shipped default model
+
+
+def resolve_export_model(
+    model: str, output: str | None, kind: str = "safetensors", output_suffix: str | None = None
+) -> tuple[str, str | None]:
+    """``(model path, output)`` for an export command's arguments.
+
+    ``default`` is the shipped default model's ``.{kind}`` file (``.safetensors`` for
+    ``saliq export onnx``; exporters that read ONNX take its shipped, verified export). Its
+    default output is ``./<stem>{output_suffix}`` in the working folder: the exporter's own
+    default (beside the model) would write into, or over, the installed package. Any other
+    ``model`` and ``output`` come back unchanged.
+    """
+    if model != DEFAULT_MODEL:
+        return model, output
+    from .assess import default_model_path
+
+    path = default_model_path(kind)
+    if output is None and output_suffix is not None:
+        output = path.stem + output_suffix
+    return str(path), output
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from saliq.export.onnx import export_onnx
 
-    report = export_onnx(args.checkpoint, args.output, opset=args.opset)
+    checkpoint, output = resolve_export_model(args.checkpoint, args.output, "safetensors", ".onnx")
+    report = export_onnx(checkpoint, output, opset=args.opset)
     print(
         f"wrote {report.path} (opset {report.opset}); verified on {report.images} frames: "
         f"max |score diff| {report.max_score_diff:.2e}, max |saliency diff| "
@@ -180,7 +207,6 @@ _DIGITS = 6  # decimals of scores in every format (the table shows 4)
 
 
 def _decode_workers() -> int:
-    import os
 
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -190,6 +216,7 @@ def score_rows(
     entries: Iterable[tuple[str, str | None]],
     batch_size: int = SCORE_BATCH,
     workers: int = 0,
+    saliency: SaliencyWriter | None = None,
 ) -> Iterator[dict[str, object]]:
     """One row per ``(path, error)`` entry, in order, a batch at a time.
 
@@ -199,7 +226,9 @@ def score_rows(
     path), or a file that cannot be read, becomes an error row; the others a row with
     ``score`` (and ``salient``/``background`` for models with region scores) and
     ``orientation`` (the EXIF orientation applied, 1 = as stored). ``entries`` may be a
-    generator: it is read only as far as the look-ahead needs.
+    generator: it is read only as far as the look-ahead needs. With ``saliency``, each scored
+    image's saliency map and overlay are written before its row, which names the overlay
+    (``saliency``).
     """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
@@ -231,22 +260,29 @@ def score_rows(
                     rows.append({"path": path, "error": job})
                     continue
                 try:
-                    pixels, _, orientation = job.result()
+                    pixels, fmt, orientation = job.result()
                 except SaliqError as exc:
                     rows.append({"path": path, "error": str(exc)})
                     continue
                 row: dict[str, object] = {"path": path}
                 rows.append(row)
-                decoded.append((row, pixels, orientation))
+                decoded.append((row, pixels, fmt, orientation))
             if decoded:
-                results = assessor.assess([pixels for _, pixels, _ in decoded])
-                for (row, _, orientation), result in zip(decoded, results):
+                results = assessor.assess(
+                    [pixels for _, pixels, _, _ in decoded], saliency_map=saliency is not None
+                )
+                for (row, pixels, fmt, orientation), result in zip(decoded, results):
                     row["score"] = round(result.score, _DIGITS)
                     if regions and result.region_scores is not None:
                         row["salient"], row["background"] = (
                             round(v, _DIGITS) for v in result.region_scores
                         )
+                    if result.defect is not None:
+                        row["defect"] = result.defect[0]
+                        row["defect_confidence"] = round(result.defect[1], _DIGITS)
                     row["orientation"] = orientation
+                    if saliency is not None:
+                        row["saliency"] = saliency.write(str(row["path"]), pixels, fmt, result)
             yield from rows
     finally:
         # Ctrl-C or an error: queued decodes are dropped, running ones finish on their own.
@@ -274,9 +310,18 @@ class _ScoreWriter:
     Nothing is written before the first row, so an error before any row leaves no stray
     header (or, in the JSON formats, gives the error document alone)."""
 
-    def __init__(self, stream, fmt: str, model: str, columns: list[str], width: int) -> None:
+    def __init__(
+        self,
+        stream,
+        fmt: str,
+        model: str,
+        columns: list[str],
+        width: int,
+        files: Sequence[str] = (),
+    ) -> None:
         self.stream, self.fmt, self.model = stream, fmt, model
         self.columns, self.width, self.count = columns, width, 0
+        self.files = list(files)  # columns naming written files: CSV and JSON rows, no table
         self.started = False
         self._csv = None
 
@@ -292,7 +337,9 @@ class _ScoreWriter:
             import csv
 
             self._csv = csv.DictWriter(
-                self.stream, ["path", *self.columns, "orientation", "error"], lineterminator="\n"
+                self.stream,
+                ["path", *self.columns, "orientation", *self.files, "error"],
+                lineterminator="\n",
             )
             self._csv.writeheader()
         elif self.fmt == "table":
@@ -321,6 +368,8 @@ class _ScoreWriter:
             value = row.get(column)
             if column == "pass":
                 text = "pass" if value else "FAIL"
+            elif isinstance(value, str):
+                text = value
             else:
                 text = "-" if value is None else f"{value:.4f}"
             cells += f"  {text:>10}"
@@ -402,9 +451,21 @@ def _score(args: argparse.Namespace, fmt: str) -> int:
         threads=args.threads,
         allow_engine_host_code=args.allow_engine_host_code,
     )
+    saliency = None
+    if args.save_saliency is not None:
+        if not assessor.spec.saliency:
+            raise SaliqError(
+                f"--save-saliency: model {assessor.spec.name!r} has no saliency output; drop "
+                "the option or pass a model with one (--model default has)"
+            )
+        from .saliency_files import SaliencyWriter
+
+        saliency = SaliencyWriter(args.save_saliency)  # after the checks: no stray empty DIR
     columns = ["score"]
     if REGION_SCORES in assessor.spec.outputs:  # crop-view models: where people look vs rest
         columns += ["salient", "background"]
+    if assessor.spec.defect_classes:  # a defect-type head: the likely defect and its probability
+        columns += ["defect", "defect_confidence"]
     if threshold is not None:
         columns.append("pass")
     counts = {"images": len(entries), "scored": 0, "errors": 0}
@@ -420,8 +481,9 @@ def _score(args: argparse.Namespace, fmt: str) -> int:
             tmp = stack.enter_context(atomic_path(args.output))
             stream = stack.enter_context(tmp.open("w", encoding="utf-8", newline=""))
         width = max(len(path) for path, _ in entries)
-        writer = _ScoreWriter(stream, fmt, assessor.spec.name, columns, width)
-        rows = score_rows(assessor, entries, args.batch_size, args.decode_workers)
+        files = ["saliency"] if saliency is not None else []
+        writer = _ScoreWriter(stream, fmt, assessor.spec.name, columns, width, files)
+        rows = score_rows(assessor, entries, args.batch_size, args.decode_workers, saliency)
         show_progress = args.output is not None or not sys.stdout.isatty()
         try:
             for done, row in enumerate(rows, start=1):
@@ -454,7 +516,7 @@ def _score(args: argparse.Namespace, fmt: str) -> int:
     if error is not None:
         print(f"saliq: error: {error}", file=sys.stderr)
     else:
-        _score_summary(counts, threshold, interrupted, args.output)
+        _score_summary(counts, threshold, interrupted, args.output, args.save_saliency)
     return status
 
 
@@ -476,7 +538,11 @@ def _score_status(counts: dict[str, int], interrupted: bool, error: str | None) 
 
 
 def _score_summary(
-    counts: dict[str, int], threshold: float | None, interrupted: bool, output: str | None
+    counts: dict[str, int],
+    threshold: float | None,
+    interrupted: bool,
+    output: str | None,
+    saliency_dir: str | None = None,
 ) -> None:
     """One line on stderr (stdout holds only the rows): what was scored, where it went."""
     line = f"scored {counts['scored']} of {counts['images']} images"
@@ -486,9 +552,12 @@ def _score_summary(
         line += f", {counts['below_threshold']} below the threshold {threshold:g}"
     if output:
         line += f"; wrote {output}"
+    if saliency_dir:
+        line += f"; saliency maps in {saliency_dir}"
     if interrupted:
         line = f"saliq: interrupted (Ctrl-C): {line}"
-    if interrupted or output or threshold is not None or counts["errors"] or sys.stdout.isatty():
+    shown = interrupted or output or saliency_dir or threshold is not None or counts["errors"]
+    if shown or sys.stdout.isatty():
         print(line, file=sys.stderr)
 
 
@@ -558,6 +627,14 @@ def register_score(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="threads decoding the next batch while one runs (0 = up to 4, one per core)",
     )
     score.add_argument(
+        "--save-saliency",
+        metavar="DIR",
+        default=None,
+        help="write DIR/<stem>_saliency.png (the saliency map, 8-bit gray, at the image's size) "
+        "and DIR/<stem>_overlay.jpg (a heatmap over the image) per scored image; a repeated "
+        "stem gets _2, _3...; rows gain a saliency field naming the overlay",
+    )
+    score.add_argument(
         "--allow-engine-host-code",
         action="store_true",
         help="load a version-compatible TensorRT engine (it runs host code embedded in the "
@@ -597,8 +674,16 @@ def register_train(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def register_export_onnx(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     onnx = sub.add_parser("onnx", help=EXPORT_FORMATS["onnx"][0])
-    onnx.add_argument("checkpoint")
-    onnx.add_argument("-o", "--output", default=None)
+    onnx.add_argument(
+        "checkpoint",
+        help=f"checkpoint.safetensors, or {DEFAULT_MODEL!r} for the shipped default model",
+    )
+    onnx.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="ONNX path (default: <checkpoint>.onnx; ./<name>.onnx for the default model)",
+    )
     onnx.add_argument("--opset", type=int, default=17)
     onnx.set_defaults(func=cmd_export_onnx)
     return onnx
@@ -671,6 +756,31 @@ def _add_commands(
             register(sub)
 
 
+def version() -> str:
+    """The installed distribution's version; the package's ``__version__`` when saliq runs
+    from a source tree that was never installed (no distribution metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("saliq")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked for: every other run skips the metadata scan."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"saliq {version()}")
+        parser.exit(0)
+
+
 def build_parser(argv: Sequence[str] | None = ALL) -> argparse.ArgumentParser:
     """The parser for ``argv`` (only its command's module is imported); every command's
     arguments when ``argv`` is None."""
@@ -678,6 +788,7 @@ def build_parser(argv: Sequence[str] | None = ALL) -> argparse.ArgumentParser:
         prog="saliq",
         description="Saliency-guided no-reference image quality assessment for the edge.",
     )
+    parser.add_argument("--version", action=_VersionAction, help="print 'saliq <version>' and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_commands(sub, COMMANDS, argv)
     return parser

@@ -129,13 +129,16 @@ def _binding(name: str) -> Row:
     return name, OK, f"{version} (importable)"
 
 
+_TORCH_CUDA_USABLE = "usable"  # ends the torch row's detail when CUDA works: read by summary()
+
+
 def _torch() -> Row:
     try:
         import torch
     except ImportError:
         return "torch", NO, "not installed (only needed for training and .safetensors models)"
     if torch.cuda.is_available():
-        return "torch", OK, f"{torch.__version__}, CUDA {torch.version.cuda} usable"
+        return "torch", OK, f"{torch.__version__}, CUDA {torch.version.cuda} {_TORCH_CUDA_USABLE}"
     built = torch.version.cuda or "none (CPU build)"
     return "torch", OK, f"{torch.__version__}, CUDA build {built}, no usable GPU"
 
@@ -166,6 +169,37 @@ def report() -> list[Row]:
     return rows
 
 
+def capabilities(rows: list[Row]) -> dict[str, bool]:
+    """What saliq can run here, derived from the check rows: {capability: works}, in the
+    order the summary line lists them."""
+    status = {check: state for check, state, _ in rows}
+    detail = {check: text for check, _, text in rows}
+
+    def ok(*checks: str) -> bool:
+        return all(status.get(check) == OK for check in checks)
+
+    providers = detail.get("onnxruntime", "") if ok("onnxruntime") else ""
+    gpu = ok("CUDA driver", "GPU")
+    return {
+        "ONNX Runtime on CPU": "CPUExecutionProvider" in providers,
+        "ONNX Runtime on CUDA": gpu and "CUDAExecutionProvider" in providers,
+        # The TensorRT backend moves buffers itself, through either CUDA binding.
+        "TensorRT": gpu and ok("TensorRT") and (ok("cuda-python") or ok("pycuda")),
+        "PyTorch on CPU": ok("torch"),
+        "PyTorch on CUDA": ok("torch") and detail["torch"].endswith(_TORCH_CUDA_USABLE),
+        "CPU preprocessing": ok("opencv"),
+        "CUDA preprocessing": gpu and ok("preprocessing on GPU"),
+    }
+
+
+def summary(rows: list[Row]) -> str:
+    """One line: ``this machine can run: A, B; not: C, D``."""
+    works = capabilities(rows)
+    line = "this machine can run: " + (", ".join(k for k, v in works.items() if v) or "nothing")
+    missing = [name for name, usable in works.items() if not usable]
+    return line + (f"; not: {', '.join(missing)}" if missing else "")
+
+
 def format_table(rows: list[Row]) -> str:
     width = max(len(check) for check, _, _ in rows)
     lines = [f"{'check':<{width}}  status  detail"]
@@ -180,6 +214,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(payload, indent=2))
     else:
         print(format_table(rows))
+        print(summary(rows))
     return 0  # informative: "no" rows are facts about the machine, not failures
 
 

@@ -26,15 +26,21 @@ from .errors import InvalidImageError
 MIN_SIDE = 8
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# What a folder listing picks up: the still formats plus GIF, decoded (its first frame) like a
+# GIF passed by name. GIF stays out of IMAGE_EXTENSIONS because saliq.sources.open_source
+# plays a GIF named directly as a video (every frame), which that set decides.
+FOLDER_EXTENSIONS = IMAGE_EXTENSIONS | {".gif"}
 COLOR_ORDERS = ("BGR", "RGB")
 
 PathInput = str | os.PathLike[str]
+# PIL.Image.Image is accepted too (duck-typed: the runtime never imports PIL).
 ImageInput = PathInput | np.ndarray
 
 _SUPPORTED = "HxW, HxWx1 (gray), HxWx3 (BGR/RGB) or HxWx4 (BGRA/RGBA) uint8/uint16 arrays"
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_GIF_SIGNATURES = (b"GIF87a", b"GIF89a")
 _EXIF_HEADER = b"Exif\x00\x00"
 _ORIENTATION_TAG = 0x0112
 # A complete file ends with its end marker, give or take a little padding some encoders add;
@@ -109,10 +115,18 @@ def read_image_oriented(path: PathInput) -> tuple[np.ndarray, str, int]:
         )
 
     pixels = _decode(data)
+    if pixels is None and data.startswith(_GIF_SIGNATURES):
+        from .preprocess import _cv2
+
+        raise InvalidImageError(
+            f"{file} is a GIF this OpenCV build cannot decode (OpenCV {_cv2().__version__}; GIF "
+            "needs 4.11 or newer, built with its GIF codec): upgrade OpenCV or convert the file "
+            "to PNG"
+        )
     if pixels is None:
         raise InvalidImageError(
             f"{file} is not a readable image (unknown format or corrupt data); pass a JPEG, "
-            "PNG, BMP, TIFF or WebP file"
+            "PNG, BMP, TIFF, WebP or GIF file"
         )
     # IMREAD_UNCHANGED (needed for 16-bit and alpha) ignores EXIF orientation, unlike
     # cv2.imread's default: apply it here, or portrait phone photos are scored sideways.
@@ -198,7 +212,8 @@ def validate_array(
         if isinstance(arr, (list, tuple)):
             hint = " (nested lists: convert with np.asarray(x, dtype=np.uint8))"
         raise InvalidImageError(
-            f"{name}: expected a numpy array or a file path, got {type(arr).__name__}; "
+            f"{name}: expected a numpy array, a PIL image or a file path, got "
+            f"{type(arr).__name__}; "
             f"pass {_SUPPORTED}{hint}"
         )
     return _check_pixels(arr, name, order, from_file=False)
@@ -210,7 +225,8 @@ def load_inputs(
     """Normalise what ``assess()`` received into (frames, display names, is_batch).
 
     A list or tuple is a batch (even of one); anything else is a single input. Names are the
-    path as given for files and ``array[i]`` (i = position in the input) for arrays.
+    path as given for files, ``array[i]`` (i = position in the input) for arrays, and the
+    file name (else ``image[i]``) for PIL images. PIL images are RGB whatever ``color`` says.
     """
     order = _color_order(color)
     is_batch = isinstance(image_or_list, (list, tuple))
@@ -223,6 +239,10 @@ def load_inputs(
         if isinstance(item, (str, os.PathLike)):
             frames.append(read_image(item))
             names.append(os.fspath(item))
+        elif is_pil_image(item):
+            name = getattr(item, "filename", "") or f"image[{index}]"
+            frames.append(pil_to_frame(item, name=name))
+            names.append(name)
         else:
             name = f"array[{index}]"
             frames.append(validate_array(item, order, name=name))
@@ -230,10 +250,68 @@ def load_inputs(
     return frames, names, is_batch
 
 
+def is_pil_image(obj: object) -> bool:
+    """True for a PIL.Image.Image (or anything shaped like one), without importing PIL: the
+    runtime must not depend on it."""
+    return (
+        not isinstance(obj, np.ndarray)
+        and hasattr(obj, "mode")
+        and hasattr(obj, "size")
+        and callable(getattr(obj, "convert", None))
+    )
+
+
+def pil_to_frame(img: object, name: str = "image") -> tuple[np.ndarray, str]:
+    """A PIL image as checked (pixels, fmt): RGB for colour modes (alpha dropped, palettes
+    expanded, as OpenCV does for files), uint16 GRAY for 16-bit gray ("I;16", or "I" holding
+    0..65535). The EXIF orientation is applied, as for JPEG files, so photos opened with
+    ``Image.open`` are scored upright (``ImageOps.exif_transpose`` clears the tag: no double
+    turn)."""
+    mode = str(getattr(img, "mode", ""))
+    if mode == "F":  # convert("RGB") would clip floats silently, whatever their scale
+        raise InvalidImageError(
+            f"{name}: PIL mode 'F' (32-bit float) is not supported; scale it to uint8 or uint16 "
+            "and pass a numpy array, e.g. np.clip(np.asarray(img) * 255, 0, 255).astype(np.uint8)"
+        )
+    gray16 = mode.startswith("I;16") or mode == "I"
+    try:
+        # convert("RGB") would clip 16-bit gray at 255: those keep their full range instead.
+        pixels = np.asarray(img if gray16 else img.convert("RGB"))  # type: ignore[attr-defined]
+    except (OSError, ValueError) as exc:  # a lazily decoded file that is corrupt, odd modes
+        raise InvalidImageError(
+            f"{name}: cannot convert this PIL image (mode {mode!r}) to RGB ({exc}); "
+            "pass img.convert('RGB') or a numpy array"
+        ) from None
+    if gray16:
+        pixels = _as_uint16(pixels, name, mode)
+    pixels = apply_orientation(pixels, _pil_orientation(img))
+    return _check_pixels(pixels, name, "RGB", from_file=False)
+
+
+def _as_uint16(values: np.ndarray, name: str, mode: str) -> np.ndarray:
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise InvalidImageError(
+            f"{name}: PIL mode {mode!r} values span {values.min()}..{values.max()}, outside "
+            "0..65535; scale them to uint8 or uint16 and pass a numpy array"
+        )
+    return values.astype(np.uint16)
+
+
+def _pil_orientation(img: object) -> int:
+    getexif = getattr(img, "getexif", None)
+    if not callable(getexif):
+        return 1
+    try:
+        value = int(getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # a damaged EXIF block never stops the image from being scored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def expand_paths(paths: PathInput | Iterable[PathInput], recursive: bool = True) -> list[Path]:
     """Files as given (in order), folders replaced by the image files inside them, sorted.
 
-    Image files are those with an extension in ``IMAGE_EXTENSIONS`` (any case). Hidden files
+    Image files are those with an extension in ``FOLDER_EXTENSIONS`` (any case). Hidden files
     and folders (name starting with ".") are skipped: they are mostly OS metadata such as
     macOS "._x.jpg" files, which look like images but are not. Symlinked folders are not
     followed, so a link cycle cannot make the walk endless.
@@ -248,7 +326,7 @@ def expand_paths(paths: PathInput | Iterable[PathInput], recursive: bool = True)
             if not found:
                 where = "or its subfolders" if recursive else "(subfolders not searched)"
                 raise InvalidImageError(
-                    f"{path}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this "
+                    f"{path}: no image files ({', '.join(sorted(FOLDER_EXTENSIONS))}) in this "
                     f"folder {where}; pass a folder with images or the files themselves"
                 )
             result.extend(found)
@@ -263,7 +341,7 @@ def _images_in(folder: Path, recursive: bool) -> Iterator[Path]:
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
         for file in files:
-            if not file.startswith(".") and os.path.splitext(file)[1].lower() in IMAGE_EXTENSIONS:
+            if not file.startswith(".") and os.path.splitext(file)[1].lower() in FOLDER_EXTENSIONS:
                 yield Path(root, file)
 
 

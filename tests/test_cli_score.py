@@ -1,5 +1,6 @@
 """``saliq score`` as people use it: streamed rows, formats, -o, --sort, --threshold exit codes,
-fatal errors in the JSON asked for, EXIF orientation reported and applied.
+fatal errors in the JSON asked for, EXIF orientation reported and applied, --save-saliency,
+GIFs in folders.
 
 The model is the tests' tiny ONNX graph (score = sigmoid(mean(image))), run in-process
 through ``saliq.cli.main`` so a wrapped backend can see what was written before each batch.
@@ -25,7 +26,7 @@ from saliq.spec import ModelSpec
 
 from .conftest import require
 from .fake_runtimes import tiny_onnx
-from .test_imageio import write_oriented_jpeg
+from .test_imageio import write_gif, write_oriented_jpeg
 
 SPEC = ModelSpec(name="tiny", architecture="test", backbone="none", input_height=32, input_width=32)
 
@@ -328,3 +329,158 @@ def test_cli_subprocess_streams_jsonl(folder, model) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert len([json.loads(line) for line in done.stdout.splitlines()]) == 6
+
+
+# ---------------------------------------------------------------- --save-saliency
+
+
+def _two_tone(height: int, width: int, vertical: bool) -> np.ndarray:
+    """Bright and dark halves: the tiny model's 2x2 saliency grid is not flat on it."""
+    img = np.full((height, width, 3), 40, np.uint8)
+    if vertical:
+        img[:, : width // 2] = 220
+    else:
+        img[: height // 2] = 220
+    return img
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_save_saliency_writes_map_and_overlay_per_image(capsys, tmp_path, model) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    images = {
+        tmp_path / "a" / "1.jpg": _two_tone(48, 36, vertical=True),
+        tmp_path / "a" / "1.png": _two_tone(40, 56, vertical=False),
+        tmp_path / "b" / "1.png": _two_tone(33, 45, vertical=True),
+        # 16-bit gray: the overlay is drawn on it as 8-bit BGR, as the model saw it
+        tmp_path / "b" / "deep.png": _two_tone(30, 40, vertical=False)[:, :, 0].astype(np.uint16)
+        * 257,
+    }
+    for path, pixels in images.items():
+        assert cv2.imwrite(str(path), pixels)
+    out = tmp_path / "maps" / "nested"  # created, parents too
+    run = score(
+        capsys,
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        "--model",
+        str(model),
+        "--format",
+        "jsonl",
+        "--save-saliency",
+        str(out),
+        "--batch-size",
+        "3",
+    )
+    assert run.code == 0, run.err
+    assert f"saliency maps in {out}" in run.err
+    rows = [json.loads(line) for line in run.out.splitlines()]
+    # Input order; a stem already used gets _2, _3: no image's files replace another's.
+    stems = ["1", "1_2", "1_3", "deep"]
+    assert [Path(r["path"]) for r in rows] == list(images)
+    assert [r["saliency"] for r in rows] == [str(out / f"{s}_overlay.jpg") for s in stems]
+    assert _files(out) == sorted(
+        f"{s}_{kind}" for s in stems for kind in ("overlay.jpg", "saliency.png")
+    )
+    assessor = saliq.assess.load(model)
+    for row, stem in zip(rows, stems):
+        image, _ = saliq.imageio.read_image(row["path"])
+        full = assessor.assess(row["path"], saliency_map=True).saliency_full
+        gray = cv2.imread(str(out / f"{stem}_saliency.png"), cv2.IMREAD_UNCHANGED)
+        assert gray.dtype == np.uint8 and gray.shape == image.shape[:2]  # the image's size
+        np.testing.assert_allclose(gray, np.clip(np.rint(full * 255), 0, 255), atol=1)
+        assert gray.max() == 255 and gray.min() < 200  # max-normalised, not flat
+        overlay = cv2.imread(row["saliency"])
+        assert overlay.shape == (*image.shape[:2], 3)
+        bgr = (
+            image
+            if image.ndim == 3
+            else cv2.cvtColor((image // 257).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        )
+        blend = 0.5 * bgr + 0.5 * cv2.applyColorMap(gray, cv2.COLORMAP_JET)
+        assert np.abs(overlay - blend).mean() < 6  # JPEG-close to the 50/50 blend
+    # A rerun replaces its own files (same names, nothing added); CSV gains the column.
+    run = score(
+        capsys,
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        "--model",
+        str(model),
+        "--format",
+        "csv",
+        "--save-saliency",
+        str(out),
+    )
+    lines = list(csv.DictReader(io.StringIO(run.out)))
+    assert run.code == 0 and [line["saliency"] for line in lines] == [r["saliency"] for r in rows]
+    assert len(_files(out)) == 8  # and no temporary file left behind
+    # The table stays narrow: the paths are in the files' names, not in a column.
+    table = score(capsys, str(tmp_path / "a"), "--model", str(model), "--save-saliency", str(out))
+    assert table.code == 0 and table.out.splitlines()[0].split() == ["image", "score"]
+
+
+def _score_only_onnx(path: Path) -> Path:
+    """The tiny model without its saliency output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from saliq.spec import METADATA_KEY
+
+    spec = ModelSpec(
+        name="plain",
+        architecture="test",
+        backbone="none",
+        input_height=32,
+        input_width=32,
+        outputs=("score",),
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["m"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Sigmoid", ["m"], ["score"]),
+        ],
+        "plain",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    helper.set_model_props(proto, {METADATA_KEY: spec.to_json()})
+    onnx.save(proto, str(path))
+    return path
+
+
+def test_save_saliency_needs_a_saliency_output(capsys, folder, model, tmp_path) -> None:
+    plain = _score_only_onnx(tmp_path / "plain.onnx")
+    out = tmp_path / "maps"
+    run = score(capsys, str(folder), "--model", str(plain), "--save-saliency", str(out))
+    assert run.code == cli.EXIT_ERROR and run.out == ""
+    assert len(run.err.splitlines()) == 1 and run.err.startswith("saliq: error: --save-saliency")
+    assert "'plain' has no saliency output" in run.err
+    assert not out.exists()  # refused before anything was created
+    doc = json.loads(
+        score(capsys, str(folder), "--model", str(plain), "--json", "--save-saliency", str(out)).out
+    )
+    assert doc["exit_code"] == 2 and "no saliency output" in doc["error"]
+    # Without the option the same model scores as before.
+    assert score(capsys, str(folder), "--model", str(plain)).code == 0
+    # A file where the folder should be is refused the same way.
+    (tmp_path / "taken").write_text("a file")
+    run = score(
+        capsys, str(folder), "--model", str(model), "--save-saliency", str(tmp_path / "taken")
+    )
+    assert run.code == 2 and "is a file; pass a folder" in run.err
+
+
+# ---------------------------------------------------------------- GIF
+
+
+def test_gif_in_a_folder_is_scored_like_a_gif_given_by_name(capsys, folder, model) -> None:
+    write_gif(folder / "moving.gif")
+    run = score(capsys, str(folder), "--model", str(model), "--format", "jsonl")
+    rows = {Path(r["path"]).name: r for r in map(json.loads, run.out.splitlines())}
+    assert run.code == 0 and len(rows) == 7 and "error" not in rows["moving.gif"]
+    alone = score(capsys, str(folder / "moving.gif"), "--model", str(model), "--json")
+    assert json.loads(alone.out)["results"][0]["score"] == rows["moving.gif"]["score"]

@@ -421,3 +421,150 @@ def test_orientation_is_one_without_exif(tmp_path: Path) -> None:
     assert read_image_oriented(_write(tmp_path / "p.png", _marked()))[2] == 1
     assert read_image_oriented(_write(tmp_path / "j.jpg", _marked()))[2] == 1
     assert jpeg_orientation(b"\xff\xd8\xff\xd9") == 1
+
+
+# ---------------------------------------------------------------- GIF
+
+
+def gif_bytes(indices: np.ndarray) -> bytes:
+    """A GIF89a of palette ``indices`` (HxW, values 0..127; palette entry i is gray 2*i),
+    built by hand: OpenCV writes GIF only in some builds and the runtime has no PIL.
+
+    With an LZW minimum code size of 7, codes are 8 bits wide (one byte each) until the
+    table fills; a clear code every 100 pixels keeps it from filling, so every pixel is
+    simply its own byte."""
+    import struct
+
+    height, width = indices.shape
+    palette = bytes(v for i in range(128) for v in (2 * i, 2 * i, 2 * i))
+    clear, end = 128, 129
+    codes = bytearray()
+    flat = indices.astype(np.uint8).ravel().tolist()
+    for start in range(0, len(flat), 100):
+        codes += bytes([clear, *flat[start : start + 100]])
+    codes.append(end)
+    blocks = b"".join(
+        bytes([len(codes[i : i + 255])]) + codes[i : i + 255] for i in range(0, len(codes), 255)
+    )
+    return (
+        b"GIF89a"
+        + struct.pack("<HHBBB", width, height, 0xF6, 0, 0)  # global table of 2**(6+1) colours
+        + palette
+        + b","
+        + struct.pack("<HHHHB", 0, 0, width, height, 0)
+        + bytes([7])
+        + blocks
+        + b"\x00;"
+    )
+
+
+def write_gif(path: Path, height: int = 24, width: int = 32) -> np.ndarray:
+    """Write a gradient GIF; returns the gray values it shows. Skips when this OpenCV build
+    cannot decode GIF (support arrived in 4.11)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    indices = (xs * 3 + ys) % 128
+    path.write_bytes(gif_bytes(indices))
+    if cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED) is None:
+        pytest.skip(f"OpenCV {cv2.__version__} cannot decode GIF")
+    return (indices * 2).astype(np.uint8)
+
+
+def test_gif_file_reads_as_its_first_frame(tmp_path: Path) -> None:
+    gray = write_gif(tmp_path / "g.gif")
+    pixels, fmt = read_image(tmp_path / "g.gif")
+    assert pixels.shape[:2] == gray.shape
+    channels = pixels.reshape(*gray.shape, -1)
+    for c in range(min(channels.shape[2], 3)):
+        np.testing.assert_array_equal(channels[:, :, c], gray)
+    assert fmt in ("BGR", "BGRA", "GRAY")
+
+
+def test_gif_this_opencv_cannot_decode_says_so(tmp_path: Path, monkeypatch) -> None:
+    import saliq.imageio
+
+    (tmp_path / "g.gif").write_bytes(gif_bytes(np.zeros((16, 16), np.uint8)))
+    monkeypatch.setattr(saliq.imageio, "_decode", lambda data: None)  # an OpenCV without GIF
+    _raises(tmp_path / "g.gif", "is a gif this opencv build cannot decode", "convert the file")
+
+
+def test_folder_listing_includes_gif(tmp_path: Path) -> None:
+    (tmp_path / "anim.GIF").write_bytes(gif_bytes(np.zeros((16, 16), np.uint8)))
+    _write(tmp_path / "b.png", _photo(16, 16))
+    assert expand_paths(tmp_path) == [tmp_path / "anim.GIF", tmp_path / "b.png"]
+    (tmp_path / "b.png").unlink()  # a folder of GIFs alone is not "without images" either
+    assert expand_paths(tmp_path) == [tmp_path / "anim.GIF"]
+
+
+# ---------------------------------------------------------------- PIL images
+
+
+def test_pil_image_is_rgb_whatever_color_says() -> None:
+    Image = pytest.importorskip("PIL.Image")
+    rgb = _photo(24, 32)
+    for color in ("BGR", "RGB"):
+        frames, names, batch = load_inputs(Image.fromarray(rgb), color=color)
+        assert not batch and names == ["image[0]"]
+        (pixels, fmt) = frames[0]
+        assert fmt == "RGB"
+        np.testing.assert_array_equal(pixels, rgb)
+
+
+def test_pil_modes_are_converted(tmp_path: Path) -> None:
+    Image = pytest.importorskip("PIL.Image")
+    base = Image.fromarray(_photo(24, 32))
+    rgba, gray, pal = base.convert("RGBA"), base.convert("L"), base.convert("P")
+    frames, names, batch = load_inputs([rgba, gray, pal, np.zeros((16, 16, 3), np.uint8)])
+    assert batch and names == ["image[0]", "image[1]", "image[2]", "array[3]"]
+    assert [fmt for _, fmt in frames] == ["RGB", "RGB", "RGB", "BGR"]
+    np.testing.assert_array_equal(frames[0][0], np.asarray(base))  # alpha dropped
+    np.testing.assert_array_equal(frames[1][0][:, :, 0], np.asarray(gray))
+    np.testing.assert_array_equal(frames[2][0], np.asarray(pal.convert("RGB")))
+    # 16-bit gray keeps its range (convert("RGB") would clip it at 255).
+    deep = np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80
+    ((pixels, fmt),) = load_inputs(Image.fromarray(deep).convert("I;16"))[0]
+    assert fmt == "GRAY" and pixels.dtype == np.uint16
+    np.testing.assert_array_equal(pixels, deep)
+    # An opened file is named by its path.
+    path = _write(tmp_path / "p.png", _photo(24, 32))
+    with Image.open(path) as opened:
+        assert load_inputs(opened)[1] == [str(path)]
+
+
+def test_pil_image_exif_orientation_is_applied(tmp_path: Path) -> None:
+    Image = pytest.importorskip("PIL.Image")
+    path = write_oriented_jpeg(tmp_path / "o.jpg", _marked(), 6)  # shown turned 90 clockwise
+    with Image.open(path) as opened:
+        ((pixels, fmt),) = load_inputs(opened)[0]
+    # Upright as read_image turns the file (PIL's JPEG decoder may differ by a level or two).
+    assert fmt == "RGB" and pixels.shape == (80, 48, 3)
+    assert _corner_of(pixels, (255, 255, 255)) == "TR"
+    assert _corner_of(pixels, (255, 0, 0)) == "BR"  # red, in RGB order
+    with Image.open(path) as opened:
+        from PIL import ImageOps
+
+        turned = ImageOps.exif_transpose(opened)  # clears the tag: not turned twice
+        np.testing.assert_array_equal(load_inputs(turned)[0][0][0], pixels)
+
+
+def test_pil_errors_are_one_line() -> None:
+    Image = pytest.importorskip("PIL.Image")
+    with pytest.raises(InvalidImageError, match=r"image\[0\].*too small"):
+        load_inputs(Image.new("RGB", (4, 4)))
+    with pytest.raises(InvalidImageError, match=r"mode 'F'.*numpy array"):
+        load_inputs(Image.new("F", (16, 16)))
+
+
+def test_assess_takes_pil_images(tmp_path: Path) -> None:
+    from .conftest import require
+
+    require("onnxruntime", "scoring runs the shipped model with onnxruntime")
+    Image = pytest.importorskip("PIL.Image")
+    import saliq
+
+    rgb = _photo(48, 64)
+    with saliq.load("default") as assessor:
+        single = assessor.assess(Image.fromarray(rgb))
+        batch = assessor.assess([Image.fromarray(rgb), Image.fromarray(rgb).convert("RGBA")])
+        expected = assessor.assess(rgb, color="RGB").score
+    assert single.score == pytest.approx(expected, abs=1e-6)
+    assert [r.score for r in batch] == pytest.approx([expected, expected], abs=1e-6)
