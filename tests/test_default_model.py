@@ -25,6 +25,20 @@ def test_loads_by_name_with_spec(default):
     assert default.backend.name == "onnxruntime"
     assert default.spec.inputs == ("image", "crops", "crop_weights")
     assert default.spec.preprocessing_version == 2
+    # the defect-type head (issue 11): a second exported output, its classes in the spec
+    assert default.spec.outputs[-1] == "defect_probs"
+    assert default.spec.defect_classes[0] == "none" and "noise" in default.spec.defect_classes
+
+
+@pytest.mark.parametrize(
+    ("kind", "defect"),
+    [("gaussian_noise", "noise"), ("defocus_blur", "blur"), ("jpeg", "compression")],
+)
+def test_defect_head_names_a_strong_defect(default, photo, kind, defect):
+    # a native-resolution defect at level 4 on a photo it never saw (skimage's coffee)
+    frame = apply_distortion(photo, kind, 4, np.random.default_rng(0))
+    result = default.assess(frame, color="RGB")
+    assert result.defect[0] == defect, result.outputs["defect_probs"]
 
 
 @pytest.mark.parametrize("kind", ["defocus_blur", "gaussian_noise", "jpeg", "underexposure"])
