@@ -207,7 +207,6 @@ _DIGITS = 6  # decimals of scores in every format (the table shows 4)
 
 
 def _decode_workers() -> int:
-
     return max(1, min(4, os.cpu_count() or 1))
 
 

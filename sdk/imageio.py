@@ -30,6 +30,26 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 # GIF passed by name. GIF stays out of IMAGE_EXTENSIONS because saliq.sources.open_source
 # plays a GIF named directly as a video (every frame), which that set decides.
 FOLDER_EXTENSIONS = IMAGE_EXTENSIONS | {".gif"}
+# A 1x1 GIF89a: OpenCV decodes GIF only from 4.11 on (older builds, common on Jetson, return
+# None), so folder listings take GIFs only where this decodes.
+_PROBE_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00"
+    b"\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+_GIF_DECODES: list[bool] = []  # filled on first use
+
+
+def folder_extensions() -> frozenset[str]:
+    """``FOLDER_EXTENSIONS`` where this OpenCV decodes GIF, else ``IMAGE_EXTENSIONS``: a folder
+    that scored cleanly on an older OpenCV does not turn into error rows for its GIFs."""
+    if not _GIF_DECODES:
+        import cv2
+
+        probe = cv2.imdecode(np.frombuffer(_PROBE_GIF, np.uint8), cv2.IMREAD_COLOR)
+        _GIF_DECODES.append(probe is not None)
+    return FOLDER_EXTENSIONS if _GIF_DECODES[0] else IMAGE_EXTENSIONS
+
+
 COLOR_ORDERS = ("BGR", "RGB")
 
 PathInput = str | os.PathLike[str]
@@ -311,7 +331,7 @@ def _pil_orientation(img: object) -> int:
 def expand_paths(paths: PathInput | Iterable[PathInput], recursive: bool = True) -> list[Path]:
     """Files as given (in order), folders replaced by the image files inside them, sorted.
 
-    Image files are those with an extension in ``FOLDER_EXTENSIONS`` (any case). Hidden files
+    Image files are those with an extension in ``folder_extensions()`` (any case). Hidden files
     and folders (name starting with ".") are skipped: they are mostly OS metadata such as
     macOS "._x.jpg" files, which look like images but are not. Symlinked folders are not
     followed, so a link cycle cannot make the walk endless.
@@ -326,7 +346,7 @@ def expand_paths(paths: PathInput | Iterable[PathInput], recursive: bool = True)
             if not found:
                 where = "or its subfolders" if recursive else "(subfolders not searched)"
                 raise InvalidImageError(
-                    f"{path}: no image files ({', '.join(sorted(FOLDER_EXTENSIONS))}) in this "
+                    f"{path}: no image files ({', '.join(sorted(folder_extensions()))}) in this "
                     f"folder {where}; pass a folder with images or the files themselves"
                 )
             result.extend(found)
@@ -338,10 +358,11 @@ def expand_paths(paths: PathInput | Iterable[PathInput], recursive: bool = True)
 
 
 def _images_in(folder: Path, recursive: bool) -> Iterator[Path]:
+    wanted = folder_extensions()
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
         for file in files:
-            if not file.startswith(".") and os.path.splitext(file)[1].lower() in FOLDER_EXTENSIONS:
+            if not file.startswith(".") and os.path.splitext(file)[1].lower() in wanted:
                 yield Path(root, file)
 
 

@@ -568,3 +568,14 @@ def test_assess_takes_pil_images(tmp_path: Path) -> None:
         expected = assessor.assess(rgb, color="RGB").score
     assert single.score == pytest.approx(expected, abs=1e-6)
     assert [r.score for r in batch] == pytest.approx([expected, expected], abs=1e-6)
+
+
+def test_folders_skip_gifs_where_opencv_cannot_decode_them(tmp_path, monkeypatch):
+    from saliq import imageio
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((16, 16, 3), np.uint8))
+    (tmp_path / "b.gif").write_bytes(imageio._PROBE_GIF)
+    monkeypatch.setattr(imageio, "_GIF_DECODES", [False])  # an OpenCV older than 4.11
+    assert [p.name for p in imageio.expand_paths(tmp_path)] == ["a.png"]
+    monkeypatch.setattr(imageio, "_GIF_DECODES", [True])
+    assert [p.name for p in imageio.expand_paths(tmp_path)] == ["a.png", "b.gif"]

@@ -211,3 +211,14 @@ def test_loss_reading_an_output_the_model_lacks_fails_before_data(tmp_path):
     )
     with pytest.raises(ConfigError, match="heatmap"):
         train(config, progress=False)
+
+
+def test_group_ranking_without_groups_fails_before_data(tmp_path):
+    # group_size 1: every item its own group, the term would silently add 0
+    config = _config(
+        tmp_path,
+        loss=[{"name": "l1"}, {"name": "group_ranking"}],
+        data={"source": "csv", "root": str(tmp_path / "absent")},
+    )
+    with pytest.raises(ConfigError, match="group_size"):
+        train(config, progress=False)

@@ -61,6 +61,7 @@ def with_defect_head(model, spec):
     from .models.registry import create_model
 
     config = {**spec.model_config, "defect_classes": list(DEFECT_CLASSES)}
+    config.pop("backbone_weights", None)  # the weights come from the checkpoint, not a file
     headed = create_model(spec.architecture, **config)
     missing, unexpected = headed.load_state_dict(model.state_dict(), strict=False)
     if unexpected or any(not key.startswith("defect_head.") for key in missing):
@@ -96,7 +97,10 @@ def _cached_features(cache: Path | None, key: str, compute) -> tuple:
                 )
     feats, classes, levels = compute()
     if cache is not None:
-        old = dict(np.load(cache)) if cache.is_file() else {}
+        old = {}
+        if cache.is_file():
+            with np.load(cache) as stored:
+                old = dict(stored)
         old.update(
             {f"{key}/features": feats.numpy(), f"{key}/classes": classes, f"{key}/levels": levels}
         )
@@ -116,24 +120,28 @@ def fit_head(
     """Standardise, then class-balanced cross-entropy by full-batch AdamW with the head's
     dropout on, from a fixed start (a fit depends only on its data); the final loss. The
     head is left in eval mode."""
-    torch.manual_seed(0)
-    for layer in head.mlp:
-        if hasattr(layer, "reset_parameters"):
-            layer.reset_parameters()
-    with torch.no_grad():
-        head.shift.copy_(feats.mean(0))
-        head.scale.copy_(feats.std(0).clamp(min=SCALE_FLOOR))
-    target = torch.as_tensor(classes)
-    counts = torch.bincount(target, minlength=head.mlp[-1].out_features).float()
-    weights = torch.where(counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts))
-    optimizer = torch.optim.AdamW(head.mlp.parameters(), lr=FIT_LR, weight_decay=weight_decay)
-    loss = torch.zeros(())
-    head.train()
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(head.logits(feats), target, weight=weights)
-        loss.backward()
-        optimizer.step()
+    # Seeded inside (initialisation and dropout), without touching the caller's RNG state.
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for layer in head.mlp:
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+        with torch.no_grad():
+            head.shift.copy_(feats.mean(0))
+            head.scale.copy_(feats.std(0).clamp(min=SCALE_FLOOR))
+        target = torch.as_tensor(classes)
+        counts = torch.bincount(target, minlength=head.mlp[-1].out_features).float()
+        weights = torch.where(
+            counts > 0, counts.sum() / counts.clamp(min=1), torch.zeros_like(counts)
+        )
+        optimizer = torch.optim.AdamW(head.mlp.parameters(), lr=FIT_LR, weight_decay=weight_decay)
+        loss = torch.zeros(())
+        head.train()
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(head.logits(feats), target, weight=weights)
+            loss.backward()
+            optimizer.step()
     head.eval()
     return float(loss.detach())
 

@@ -40,6 +40,7 @@ LOG_NAME = "metrics.jsonl"
 GROUPED = "grouped_srcc"  # mean SRCC(score, -level) over (photo, type) severity series
 SEVERITY_GRIDS = (SyntheticGridSet, NativeGridSet)  # validation sets of severity series
 RANKING_TERM = "tres_ranking"  # needs batches without tied extreme labels
+GROUP_RANKING_TERM = "group_ranking"  # needs batches of whole content groups
 
 
 def seed_everything(seed: int) -> None:
@@ -250,6 +251,13 @@ def _train(config: TrainConfig, runtime: Runtime, resume: bool, progress: bool) 
     criterion = build_loss(config.loss)
     _check_loss_reads_model(criterion, model)
     ranking = any(term.name == RANKING_TERM for term in criterion.terms)
+    grouped = [t.label for t in criterion.terms if t.name == GROUP_RANKING_TERM]
+    if grouped and config.data.group_size < 2:
+        # each item would be its own group: the term would add 0 without a word
+        raise ConfigError(
+            f"loss terms {grouped} compare frames of one content: set data.group_size >= 2 "
+            "(data.source=native) or remove them"
+        )
     train_set, val_set, split = _datasets(config, spec, criterion.required_targets)
     selected = selection_metric(val_set)
     run_config = config.to_dict()

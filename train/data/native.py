@@ -270,7 +270,8 @@ class NativeTrainSet(EpochCopies, _NativeFrames):
         In groups, every member draws from the group's first item's generator, so the
         members share the window, flip, rotation, type, region and distortion seed; member 0
         is pristine and member m > 0 takes a severity from the m-th of ``group_size - 1``
-        equal bands of (0, MAX_LEVEL], so a group is one defect at rising strength.
+        equal bands of (0, MAX_LEVEL], so a group is one defect at rising strength (with
+        integer levels, the bands' levels are rounded up and neighbours may tie).
         """
         size = self.group_size
         if size == 1:
