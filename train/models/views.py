@@ -163,7 +163,7 @@ class SGDNetViews(IQAModel):
                 "least two distinct names"
             )
         if self.defect_classes:
-            whole_dim = sgdnet_kwargs.get("feature_dim", 512)
+            whole_dim = self.whole.head.net[0].in_features  # the pooled features' width
             in_features = whole_dim + 4 * crop_dim + 4 * COLOUR_STATS + 2 * len(LUMA_LEVELS)
             self.defect_head = DefectHead(in_features, len(self.defect_classes))
             self.outputs = (*type(self).outputs, DEFECT_PROBS)
