@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,17 +111,7 @@ class Assessor:
 
     def preprocess(self, frames: list[tuple[np.ndarray, str]]) -> dict[str, np.ndarray]:
         """Model inputs for decoded frames: one batched preprocessing call per pixel format."""
-        by_format: dict[str, list[int]] = {}
-        for index, (_, fmt) in enumerate(frames):
-            by_format.setdefault(fmt, []).append(index)
-        inputs: dict[str, np.ndarray] = {}
-        for fmt, indices in by_format.items():
-            out = self.preprocessor([frames[i][0] for i in indices], fmt=fmt)
-            for name in self.spec.inputs:
-                if name not in inputs:
-                    inputs[name] = np.empty((len(frames), *out[name].shape[1:]), np.float32)
-                inputs[name][indices] = out[name]
-        return inputs
+        return preprocess_frames(self.preprocessor, self.spec.inputs, frames)
 
     def _run(self, frames, names, saliency_map: bool) -> list[Result]:
         outputs = self.backend.infer(self.preprocess(frames))
@@ -149,6 +140,24 @@ class Assessor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def preprocess_frames(
+    preprocessor: Preprocessor, names: Sequence[str], frames: Sequence[tuple[np.ndarray, str]]
+) -> dict[str, np.ndarray]:
+    """The float32 inputs ``names`` for decoded ``(pixels, format)`` frames, in order: one
+    batched preprocessing call per pixel format."""
+    by_format: dict[str, list[int]] = {}
+    for index, (_, fmt) in enumerate(frames):
+        by_format.setdefault(fmt, []).append(index)
+    inputs: dict[str, np.ndarray] = {}
+    for fmt, indices in by_format.items():
+        out = preprocessor([frames[i][0] for i in indices], fmt=fmt)
+        for name in names:
+            if name not in inputs:
+                inputs[name] = np.empty((len(frames), *out[name].shape[1:]), np.float32)
+            inputs[name][indices] = out[name]
+    return inputs
 
 
 def _upsample(saliency: np.ndarray, shape: tuple[int, ...], fmt: str) -> np.ndarray:

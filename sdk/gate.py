@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import ConfigError
+from .spec import NO_DEFECT
 
 REGIONS = ("frame", "salient")
 # What a Reason can be about ("defect": from a model's defect-type head).
@@ -48,7 +49,6 @@ REASON_KINDS = ("quality", "pending", "exposure", "latency", "defect")
 # Luma levels counted as clipped: 8-bit sensor black/white within a few codes.
 SHADOW_CLIP = 5
 HIGHLIGHT_CLIP = 250
-NO_DEFECT = "none"  # the defect head's class for "no defect seen"
 
 
 class _Assesses(Protocol):

@@ -56,6 +56,7 @@ SCORE = "score"
 SALIENCY = "saliency"
 GRAPH_OUTPUTS = (SCORE, SALIENCY)  # outputs whose shape the spec derives; others declare theirs
 DEFECT_PROBS = "defect_probs"  # [classes] probabilities of a defect-type head (defect_classes)
+NO_DEFECT = "none"  # the defect head's class for "no defect seen"
 SIZE_MULTIPLE = 32
 
 

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from saliq.atomic import write_text_atomic
 from saliq.preprocess import Preprocessor
+from saliq.spec import NO_DEFECT
 
-from .data.distortions import DEFECT_CLASSES, DEFECT_OF_TYPE, NO_DEFECT, TYPE_NAMES
+from .data.distortions import DEFECT_CLASSES, DEFECT_OF_TYPE, TYPE_NAMES
 
 FIT_STEPS = 1500
 FIT_LR = 3e-3
@@ -237,6 +238,7 @@ def fit_defects(
     from .config import TrainConfig
     from .data.native import NativeGridSet
     from .data.sources import build_datasets, content_splits
+    from .fit_fusion import fresh_draws
 
     started = time.perf_counter()
     model, spec, config, metrics = load_checkpoint(checkpoint)
@@ -250,18 +252,16 @@ def fit_defects(
     run.data.copies_per_photo = COPIES_PER_PHOTO
     preprocessor = Preprocessor.from_spec(spec)
     data = build_datasets(run.data, spec, preprocessor, {"score"}, seed)
-    data.train.set_epoch(FRESH_EPOCH)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(data.train), size=min(items, len(data.train)), replace=False)
+    draws = fresh_draws(data.train, FRESH_EPOCH, items, seed)
     # cached features are keyed by what made them: the weights file, the draws, the head's inputs
     stamp = Path(checkpoint).stat()
-    key = f"{Path(checkpoint).name}-{stamp.st_size}-{stamp.st_mtime_ns}-{seed}-{len(chosen)}"
+    key = f"{Path(checkpoint).name}-{stamp.st_size}-{stamp.st_mtime_ns}-{seed}-{len(draws)}"
     key += f"-{model.defect_head.shift.numel()}"
     cache_path = None if cache is None else Path(cache)
     feats, classes, _ = _cached_features(
         cache_path,
         f"{key}/train",
-        lambda: head_features(model, Subset(data.train, chosen.tolist()), spec),
+        lambda: head_features(model, draws, spec),
     )
     splits = content_splits(run.data)
     val = NativeGridSet(splits["val"][:VAL_PHOTOS], preprocessor, spec.inputs, seed=seed)
@@ -297,7 +297,7 @@ def fit_defects(
             "checkpoint": str(checkpoint),
             "test_photos": [item.name for item in test_items],
             "fit": {
-                "items": len(chosen),
+                "items": len(draws),
                 "seed": seed,
                 "steps": FIT_STEPS,
                 "weight_decay": best,

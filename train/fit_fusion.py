@@ -30,6 +30,15 @@ FIT_LR = 0.05
 FRESH_EPOCH = 1000  # draws no training epoch used
 
 
+def fresh_draws(train_set, epoch: int, items: int, seed: int) -> Subset:
+    """``items`` random items (seeded) of ``train_set``'s epoch ``epoch``: draws of the
+    training photos that no training epoch used, for the stages fitted after training."""
+    train_set.set_epoch(epoch)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(train_set), size=min(items, len(train_set)), replace=False)
+    return Subset(train_set, chosen.tolist())
+
+
 def _evidence(model, loader, spec) -> tuple[torch.Tensor, torch.Tensor]:
     rows, labels = [], []
     model.eval()
@@ -62,10 +71,8 @@ def fit_fusion(
         raise SystemExit(f"{checkpoint}: {spec.architecture} has no crop-view fusion to fit")
     run = TrainConfig.from_run_record(config)
     data = build_datasets(run.data, spec, Preprocessor.from_spec(spec), {"score"}, seed)
-    data.train.set_epoch(FRESH_EPOCH)
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(data.train), size=min(items, len(data.train)), replace=False)
-    loader = DataLoader(Subset(data.train, chosen.tolist()), batch_size=16, num_workers=1)
+    draws = fresh_draws(data.train, FRESH_EPOCH, items, seed)
+    loader = DataLoader(draws, batch_size=16, num_workers=1)
     evidence, labels = _evidence(model, loader, spec)
 
     before = _grouped(model, data.val, spec, 16)
@@ -79,7 +86,7 @@ def fit_fusion(
         optimizer.step()
     after = _grouped(model, data.val, spec, 16)
     record = {
-        "items": len(chosen),
+        "items": len(draws),
         "seed": seed,
         "steps": FIT_STEPS,
         "l1": float(loss.detach()),

@@ -69,22 +69,13 @@ def parity_frames(
 def preprocess_frames(
     spec: ModelSpec, frames: Sequence[tuple[np.ndarray, str]], implementation: str = "auto"
 ) -> dict[str, np.ndarray]:
-    """The model's float32 inputs for decoded frames (one call per pixel format, as
-    ``Assessor.preprocess`` does)."""
+    """The model's float32 inputs for decoded frames, as ``Assessor.preprocess`` makes them,
+    with the preprocessing ``implementation`` asked for."""
+    from saliq.assess import preprocess_frames as batched
     from saliq.preprocess import Preprocessor
 
     pre = Preprocessor.from_spec(spec, implementation=implementation)
-    by_format: dict[str, list[int]] = {}
-    for index, (_, fmt) in enumerate(frames):
-        by_format.setdefault(fmt, []).append(index)
-    inputs: dict[str, np.ndarray] = {}
-    for fmt, indices in by_format.items():
-        out = pre([frames[i][0] for i in indices], fmt=fmt)
-        for name in spec.inputs:
-            if name not in inputs:
-                inputs[name] = np.empty((len(frames), *out[name].shape[1:]), np.float32)
-            inputs[name][indices] = out[name]
-    return inputs
+    return batched(pre, spec.inputs, frames)
 
 
 def run_parity(

@@ -31,6 +31,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from saliq.spec import NO_DEFECT
+
 MAX_LEVEL = 5
 QUALITY_STEP_PER_LEVEL = 0.18
 
@@ -242,7 +244,6 @@ TYPE_NAMES: tuple[str, ...] = tuple(sorted(DISTORTIONS))
 
 # What a defect-type head reports: the defect a person would fix, not the simulation that made
 # it ("none" = pristine). Every training type maps to one class.
-NO_DEFECT = "none"
 DEFECT_OF_TYPE: dict[str, str] = {
     "defocus_blur": "blur",
     "motion_blur": "motion",

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saliq.errors import ConfigError
+from saliq.spec import DEFECT_PROBS
 from saliq.views import VIEWS_VERSION, ViewConfig
 
 from .backbones import build_backbone
@@ -55,7 +56,6 @@ def _trunk_to_stride16(backbone: nn.Module) -> nn.Sequential:
     return nn.Sequential(backbone.stem, *list(stages)[: last + 1])
 
 
-DEFECT_PROBS = "defect_probs"
 DEFECT_HIDDEN = 128
 COLOUR_STATS = 3  # per-channel statistics: exposure and colour casts are about levels
 # Luma CDF at these levels of the normalised [-1, 1] range (a soft count, exportable):
@@ -73,12 +73,17 @@ def _luma_cdf(pixels: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid((levels - luma[:, None, :]) / LUMA_SOFTNESS).mean(2)
 
 
+def _mean_std(flat: torch.Tensor) -> torch.Tensor:
+    """[N, C, L] -> [N, 2C]: the mean and the standard deviation over L of each row."""
+    mean = flat.mean(2)
+    std = (flat - mean[..., None]).pow(2).mean(2).add(1e-6).sqrt()
+    return torch.cat([mean, std], dim=1)
+
+
 def _channel_stats(pixels: torch.Tensor) -> torch.Tensor:
     """[N, ..., 3, H, W] -> [N, 6]: per-channel mean and standard deviation over the rest."""
     per_channel = pixels.transpose(1, -3).flatten(2) if pixels.dim() == 5 else pixels.flatten(2)
-    mean = per_channel.mean(2)
-    std = (per_channel - mean[..., None]).pow(2).mean(2).add(1e-6).sqrt()
-    return torch.cat([mean, std], dim=1)
+    return _mean_std(per_channel)
 
 
 class DefectHead(nn.Module):
@@ -186,10 +191,7 @@ class SGDNetViews(IQAModel):
         """[N, K, 3, P, P] crops -> [N, K, 2 * crop_dim] mean and std pools of the features."""
         n, k = crops.shape[:2]
         feats = F.relu(self.crop_proj(self.crop_trunk(crops.flatten(0, 1))))
-        flat = feats.flatten(2)
-        mean = flat.mean(2)
-        std = (flat - mean[..., None]).pow(2).mean(2).add(1e-6).sqrt()
-        return torch.cat([mean, std], dim=1).view(n, k, -1)
+        return _mean_std(feats.flatten(2)).view(n, k, -1)
 
     def crop_quality(self, crops: torch.Tensor) -> torch.Tensor:
         """[N, K, 3, P, P] crops -> [N, K] quality in [0, 1]."""
