@@ -236,12 +236,13 @@ std::vector<View> collect(const py::object& frames, bool allow_device, size_t fr
     for (int64_t i = 0; i < batch.shape[0]; ++i) views.push_back(drop_batch_axis(batch, i));
   }
   for (size_t i = 1; i < views.size(); ++i) {
+    // Memory first: numpy and the interface spell one dtype differently ("uint8", "|u1").
+    if (views[i].device != views[0].device)
+      throw py::value_error("mismatched batch: frames mix host and GPU memory");
     if (views[i].dtype != views[0].dtype || views[i].itemsize != views[0].itemsize)
       throw py::value_error("mismatched batch: frame " + std::to_string(i) + " is " +
                             views[i].dtype + " but frame 0 is " + views[0].dtype +
                             "; pass frames of one dtype");
-    if (views[i].device != views[0].device)
-      throw py::value_error("mismatched batch: frames mix host and GPU memory");
   }
   return views;
 }

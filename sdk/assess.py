@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, load_backend
-from .errors import BackendClosedError, ModelFormatError
-from .imageio import load_inputs
+from .errors import BackendClosedError, BackendUnavailableError, ModelFormatError
+from .imageio import frame_shape, load_inputs
 from .preprocess import Preprocessor
 from .spec import DEFECT_PROBS, GRAPH_OUTPUTS, SALIENCY, SCORE
 
@@ -85,14 +85,45 @@ class Result:
         return out
 
 
-class Assessor:
-    """Preprocessing + backend for one model; reusable and thread-compatible per instance."""
+PREPROCESSING_CHOICES = ("auto", "cuda", "host")
 
-    def __init__(self, backend: Backend, batch_size: int = DEFAULT_BATCH) -> None:
+
+class Assessor:
+    """Preprocessing + backend for one model; reusable and thread-compatible per instance.
+
+    ``preprocessing``: "auto" preprocesses on the GPU, straight into the engine's inputs,
+    where that can run (a TensorRT engine and saliq._preproc built with CUDA; see
+    :mod:`saliq.device_pipeline`), else on the host; "cuda" insists (an error says why it
+    cannot); "host" never uses the GPU for it. ``preprocessing_used`` says which runs and
+    ``preprocessing_note`` why the GPU does not.
+    """
+
+    def __init__(
+        self, backend: Backend, batch_size: int = DEFAULT_BATCH, preprocessing: str = "auto"
+    ) -> None:
+        from .device_pipeline import DevicePipeline
+
+        if preprocessing not in PREPROCESSING_CHOICES:
+            raise ValueError(
+                f"preprocessing must be one of {', '.join(PREPROCESSING_CHOICES)}, "
+                f"got {preprocessing!r}"
+            )
         self.backend = backend
         self.spec = backend.spec
         self.preprocessor = Preprocessor.from_spec(self.spec)
         self.batch_size = batch_size
+        self.device_pipeline: DevicePipeline | None = None
+        self.preprocessing_note = "preprocessing='host' was asked"
+        if preprocessing != "host":
+            self.device_pipeline, reason = DevicePipeline.open(backend, batch_size)
+            self.preprocessing_note = reason
+            if reason and preprocessing == "cuda":
+                raise BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
+
+    @property
+    def preprocessing_used(self) -> str:
+        """ "cuda" (GPU preprocessing into the engine's device inputs) or "host"."""
+        return "cuda" if self.device_pipeline is not None else "host"
 
     def assess(self, image, color: str = "BGR", saliency_map: bool = False):
         """Score a path, an array (BGR by default; ``color="RGB"``), or a list of them.
@@ -102,7 +133,8 @@ class Assessor:
         """
         if self.backend.closed:
             raise BackendClosedError("this Assessor was closed; open the model again: saliq.load()")
-        frames, names, is_batch = load_inputs(image, color=color)
+        refused = "" if self.device_pipeline is not None else self.preprocessing_note
+        frames, names, is_batch = load_inputs(image, color=color, device_refused=refused)
         results: list[Result] = []
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start : start + self.batch_size]
@@ -114,7 +146,10 @@ class Assessor:
         return preprocess_frames(self.preprocessor, self.spec.inputs, frames)
 
     def _run(self, frames, names, saliency_map: bool) -> list[Result]:
-        outputs = self.backend.infer(self.preprocess(frames))
+        if self.device_pipeline is not None:
+            outputs = self.device_pipeline.infer(frames)
+        else:
+            outputs = self.backend.infer(self.preprocess(frames))
         extra = [name for name in self.spec.outputs if name not in GRAPH_OUTPUTS]
         results = []
         for i, name in enumerate(names):
@@ -124,7 +159,7 @@ class Assessor:
                 peak = float(sal.max())
                 sal = sal / peak if peak > 0 else sal
                 if saliency_map:
-                    full = _upsample(sal, frames[i][0].shape, frames[i][1])
+                    full = _upsample(sal, frame_shape(frames[i][0]), frames[i][1])
             others = {key: outputs[key][i] for key in extra}
             results.append(
                 Result(float(outputs[SCORE][i]), sal, name, full, others, self.spec.defect_classes)
@@ -133,6 +168,8 @@ class Assessor:
 
     def close(self) -> None:
         """Release the backend; a later ``assess`` raises ``saliq.BackendClosedError``."""
+        if self.device_pipeline is not None:
+            self.device_pipeline.close()
         self.backend.close()
 
     def __enter__(self) -> Assessor:
@@ -177,11 +214,13 @@ def load(
     cuda_graph: bool = False,
     allow_engine_host_code: bool = False,
     max_contexts: int | None = None,
+    preprocessing: str = "auto",
 ) -> Assessor:
     """Open a model: "default" (shipped), .onnx, .safetensors checkpoint or TensorRT .engine.
 
     ``device``, ``cuda_graph``, ``allow_engine_host_code`` and ``max_contexts``: TensorRT
-    engines only (see :class:`saliq.backends.tensorrt.TensorRTBackend`).
+    engines only (see :class:`saliq.backends.tensorrt.TensorRTBackend`). ``preprocessing``:
+    "auto", "cuda" or "host" (see :class:`Assessor`).
     """
     if str(model) == "default":
         model = default_model_path("safetensors" if backend == "torch" else "onnx")
@@ -194,5 +233,6 @@ def load(
             cuda_graph=cuda_graph,
             allow_engine_host_code=allow_engine_host_code,
             max_contexts=max_contexts,
-        )
+        ),
+        preprocessing=preprocessing,
     )

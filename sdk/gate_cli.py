@@ -33,8 +33,9 @@ LIVE_EVERY_S = 0.5
 class Stats:
     """Running counts and latencies for the summary line."""
 
-    def __init__(self, clock=time.perf_counter) -> None:
+    def __init__(self, clock=time.perf_counter, runtime: dict[str, str] | None = None) -> None:
         self.clock = clock
+        self.runtime = dict(runtime or {})  # what ran: backend, preprocessing
         self.start = clock()
         self.frames = self.accepted = self.late = self.errors = 0
         self.latencies: list[float] = []
@@ -63,6 +64,7 @@ class Stats:
             "latency_p50_ms": None if lat is None else round(float(np.percentile(lat, 50)), 2),
             "latency_p99_ms": None if lat is None else round(float(np.percentile(lat, 99)), 2),
             "interrupted": interrupted,
+            **self.runtime,
         }
 
     def line(self) -> str:
@@ -155,7 +157,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     policy = policy_from_args(args)  # bad settings fail before the model loads
     retry = RetryPolicy(retries=args.retries, backoff_s=args.backoff)
-    assessor = load(args.model, backend=args.backend, threads=args.threads)
+    assessor = load(
+        args.model, backend=args.backend, threads=args.threads, preprocessing=args.preprocessing
+    )
     if args.calibrate:
         from .calibrate import calibrate
 
@@ -168,7 +172,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     gate = QualityGate(assessor, policy)
     saving = args.save_rejected is not None or args.save_accepted is not None
     out = sys.stdout
-    stats = Stats()
+    stats = Stats(runtime=runtime_summary(assessor))
     live = sys.stderr.isatty() and not args.quiet
     last_live = 0.0
     interrupted = False
@@ -217,7 +221,20 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return EXIT_ALL_ACCEPTED if stats.accepted == stats.frames else EXIT_SOME_REJECTED
 
 
+def runtime_summary(assessor: Any) -> dict[str, str]:
+    """Which backend and preprocessing run, and why not the GPU preprocessing (empty for an
+    assessor that is not a saliq Assessor: the gate takes anything with ``assess``)."""
+    used = getattr(assessor, "preprocessing_used", None)
+    if used is None:
+        return {}
+    out = {"backend": assessor.backend.name, "preprocessing": used}
+    if used != "cuda":
+        out["preprocessing_note"] = assessor.preprocessing_note
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .assess import PREPROCESSING_CHOICES
     from .backends import BACKENDS
 
     parser.add_argument(
@@ -228,6 +245,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="default | model.onnx | .engine")
     parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = runtime default)")
+    parser.add_argument(
+        "--preprocessing",
+        default="auto",
+        choices=PREPROCESSING_CHOICES,
+        help="auto: on the GPU straight into a TensorRT engine's inputs where saliq._preproc "
+        "has CUDA, else on the host; cuda: insist; host: never the GPU",
+    )
     policy = parser.add_argument_group("policy")
     policy.add_argument("--threshold", type=float, default=0.5, help="accept at or above")
     policy.add_argument(

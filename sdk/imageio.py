@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -239,14 +240,60 @@ def validate_array(
     return _check_pixels(arr, name, order, from_file=False)
 
 
+def is_device_frame(obj: object) -> bool:
+    """True for an array in GPU memory: ``__cuda_array_interface__`` (CuPy, PyTorch CUDA) or
+    DLPack on a CUDA device (JAX, TensorFlow, ...)."""
+    if isinstance(obj, np.ndarray) or isinstance(obj, (str, os.PathLike)):
+        return False
+    try:
+        if hasattr(obj, "__cuda_array_interface__"):
+            return True
+    except Exception:  # offered but refused (a torch tensor requiring grad): still a GPU array
+        return True
+    from .dlpack import DL_CUDA, dlpack_device, is_dlpack
+
+    try:
+        return is_dlpack(obj) and dlpack_device(obj)[0] == DL_CUDA
+    except (TypeError, ValueError, RuntimeError, BufferError):
+        return False
+
+
+def frame_shape(obj: Any) -> tuple[int, ...]:
+    """The shape of a host or GPU array (``.shape``, else its ``__cuda_array_interface__``)."""
+    shape = getattr(obj, "shape", None)
+    if shape is None:
+        shape = obj.__cuda_array_interface__["shape"]
+    return tuple(int(d) for d in shape)
+
+
+def device_frame(obj: object, color: str, name: str) -> tuple[object, str]:
+    """(the GPU array as given, its pixel format) from its shape; dtype and memory layout are
+    checked where it is read (``Preprocessor.cuda``)."""
+    shape = frame_shape(obj)
+    if len(shape) in (2, 3) and min(shape[:2]) < MIN_SIDE:
+        raise InvalidImageError(
+            f"{name}: image is {shape[1]}x{shape[0]} pixels, too small to assess; saliq needs "
+            f"at least {MIN_SIDE} pixels on each side"
+        )
+    if len(shape) == 2 or (len(shape) == 3 and shape[2] == 1):
+        return obj, "GRAY"
+    if len(shape) == 3 and shape[2] in (3, 4):
+        return obj, color + ("A" if shape[2] == 4 else "")
+    raise InvalidImageError(f"{name}: GPU frames must be {_SUPPORTED}, got shape {shape}")
+
+
 def load_inputs(
-    image_or_list: ImageInput | list[ImageInput] | tuple[ImageInput, ...], color: str = "BGR"
-) -> tuple[list[tuple[np.ndarray, str]], list[str], bool]:
+    image_or_list: ImageInput | list[ImageInput] | tuple[ImageInput, ...],
+    color: str = "BGR",
+    device_refused: str = "this call takes host arrays",
+) -> tuple[list[tuple[Any, str]], list[str], bool]:
     """Normalise what ``assess()`` received into (frames, display names, is_batch).
 
     A list or tuple is a batch (even of one); anything else is a single input. Names are the
     path as given for files, ``array[i]`` (i = position in the input) for arrays, and the
     file name (else ``image[i]``) for PIL images. PIL images are RGB whatever ``color`` says.
+    Arrays in GPU memory are kept as they are where ``device_refused`` is empty; otherwise
+    they are an error that gives it as the reason.
     """
     order = _color_order(color)
     is_batch = isinstance(image_or_list, (list, tuple))
@@ -265,7 +312,16 @@ def load_inputs(
             names.append(name)
         else:
             name = f"array[{index}]"
-            frames.append(validate_array(item, order, name=name))
+            if is_device_frame(item):
+                if device_refused:
+                    raise InvalidImageError(
+                        f"{name} is in GPU memory, which needs the GPU preprocessing, "
+                        f"unavailable here: {device_refused}; copy it to the host first "
+                        "(tensor.cpu().numpy(), cupy.asnumpy(x))"
+                    )
+                frames.append(device_frame(item, order, name))
+            else:
+                frames.append(validate_array(item, order, name=name))
             names.append(name)
     return frames, names, is_batch
 

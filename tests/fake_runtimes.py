@@ -147,12 +147,16 @@ def fake_tensorrt(
     batch: tuple[int, int, int] = (1, 4, 8),
     cuda: HostGraphCudaImpl | None = None,
     compute=None,
+    io_shapes: dict[str, tuple[int, ...]] | None = None,
+    inputs: tuple[str, ...] = ("image",),
 ):
     """A ``tensorrt`` module with just the API saliq's runtime uses; ``.log`` records calls.
 
     With ``cuda``, an inference enqueued while that stand-in captures a graph is recorded
     into the graph instead of running, as on a GPU. ``compute(addresses, input_shape, stream)``
     replaces the numpy computation on host addresses (the GPU tests compute on the device).
+    ``io_shapes`` (batch axis -1) and ``inputs`` (which of them are inputs; the first one's
+    shape is ``input_shape``) describe another engine than the tiny model; give ``compute``.
     """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
@@ -161,7 +165,7 @@ def fake_tensorrt(
     trt.TensorLocation = types.SimpleNamespace(DEVICE="DEVICE", HOST="HOST")
     trt.DataType = types.SimpleNamespace(FLOAT="FLOAT")
     trt.nptype = lambda dtype: {"FLOAT": np.float32}[dtype]
-    shapes = {"image": (-1, 3, 32, 32), "score": (-1,), "saliency": (-1, 1, 2, 2)}
+    shapes = io_shapes or {"image": (-1, 3, 32, 32), "score": (-1,), "saliency": (-1, 1, 2, 2)}
     names = list(shapes)
 
     class Logger:
@@ -187,6 +191,8 @@ def fake_tensorrt(
             if cuda is not None and cuda.capturing is not None:
                 raise StandInViolation("set_input_shape called while a CUDA graph is captured")
             low, high = batch[0], batch[2]
+            if name != inputs[0]:
+                return low <= shape[0] <= high and tuple(shape[1:]) == shapes[name][1:]
             if shape != self.input_shape:
                 self.plain_shape = None
             self.input_shape = shape
@@ -240,7 +246,7 @@ def fake_tensorrt(
             return names[index]
 
         def get_tensor_mode(self, name):
-            return trt.TensorIOMode.INPUT if name == "image" else trt.TensorIOMode.OUTPUT
+            return trt.TensorIOMode.INPUT if name in inputs else trt.TensorIOMode.OUTPUT
 
         def get_tensor_location(self, name):
             return trt.TensorLocation.DEVICE

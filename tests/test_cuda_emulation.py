@@ -524,3 +524,200 @@ def test_emulated_no_kernel_message_names_the_compiled_archs(emulated):
         "supports it"
     )
     assert report["after_no_kernel"] == ""
+
+
+# The Assessor's GPU path (saliq.device_pipeline): the emulated CUDA preprocessing writes the
+# engine's device inputs, a stand-in TensorRT engine (tests/fake_runtimes.py) on the stand-in
+# CUDA memory layer reads them; both "device" memories are host memory, so one process runs
+# the whole path. The engine computes smooth functions of every input, so the GPU path must
+# give the host path's results (CPU twin + backend.infer) for every input the model reads.
+ASSESSOR_PROBE = r"""
+import importlib.machinery, importlib.util, json, sys, types
+import numpy as np
+
+path, repo, saved = sys.argv[1:4]
+sys.path.insert(0, repo)
+loader = importlib.machinery.ExtensionFileLoader("saliq._preproc", path)
+spec = importlib.util.spec_from_file_location("saliq._preproc", path, loader=loader)
+P = importlib.util.module_from_spec(spec)
+loader.exec_module(P)
+sys.modules["saliq._preproc"] = P  # what `from . import _preproc` in saliq finds
+
+from saliq import cuda_memory
+from saliq.assess import Assessor
+from saliq.backends import tensorrt as trt_backend
+from saliq.device_pipeline import unavailable_reason
+from saliq.engine_sidecar import EngineSidecar, Profile, sha256_file, write_sidecar
+from saliq.spec import ModelSpec
+from tests.cuda_emulation.build import EmulatorLog
+from tests.fake_runtimes import PLAN, HostCudaImpl, _host_array, fake_tensorrt
+
+emu = EmulatorLog(path)
+VIEWS = dict(detail_crops=3, crop_size=16, salient_crops=2, grid_crops=2, grid_size=16,
+             canonical_long_side=64)
+
+
+class Streams(HostCudaImpl):
+    # Distinct stream handles (the plain stand-in gives every stream 7): the pipeline's stream
+    # is made first (7), the engine context's next (8).
+    def __init__(self):
+        super().__init__()
+        self.next_stream = 7
+
+    def stream_create(self):
+        self.next_stream += 1
+        return self.next_stream - 1, f"stream-{self.next_stream - 1}"
+
+
+def engine_for(model, tmp):
+    shapes = {name: (-1, *model.tensor_shape(name)) for name in model.inputs}
+    shapes.update(score=(-1,), saliency=(-1, 1, 2, 2))
+    weights = {name: 0.1 * (k + 1) for k, name in enumerate(model.inputs)}
+
+    def compute(addresses, input_shape, stream):
+        n = input_shape[0]
+        total = 0.0
+        for name in model.inputs:
+            value = _host_array(addresses[name], (n, *shapes[name][1:]))
+            total = total + weights[name] * value.reshape(n, -1).mean(axis=1)
+        image = _host_array(addresses["image"], (n, *shapes["image"][1:]))
+        _host_array(addresses["score"], (n,))[...] = 1.0 / (1.0 + np.exp(-total))
+        grey = image.mean(axis=1, keepdims=True)
+        pooled = grey.reshape(n, 1, 2, 16, 2, 16).mean(axis=(3, 5))
+        _host_array(addresses["saliency"], (n, 1, 2, 2))[...] = pooled
+
+    impl = Streams()
+    trt = fake_tensorrt(batch=(1, 4, 8), compute=compute, io_shapes=shapes, inputs=model.inputs)
+    sys.modules["tensorrt"] = trt
+    trt_backend._LOGGER = None
+    api = cuda_memory.CudaApi(impl)
+    cuda_memory.cuda_api = lambda impl=None: api
+    engine = tmp + "/" + model.name + ".engine"
+    open(engine, "wb").write(PLAN)
+    write_sidecar(engine, EngineSidecar(
+        spec=model, tensorrt_version="10.3.0", compute_capability="8.7", precision="fp32",
+        profiles=(Profile(1, 4, 8),), plan_sha256=sha256_file(engine)))
+    return trt_backend.TensorRTBackend(engine), impl
+
+
+class Dev:
+    # A frame in "device" memory: a v3 interface over host memory, no wait needed.
+    def __init__(self, a):
+        self.a = a
+        self.__cuda_array_interface__ = {
+            "shape": a.shape, "typestr": a.dtype.str, "data": (a.ctypes.data, False),
+            "version": 3, "strides": None, "stream": None}
+
+
+rng = np.random.default_rng(21)
+frames = [rng.integers(0, 256, (40 + 7 * i, 60 + 5 * i, 3), dtype=np.uint8) for i in range(10)]
+gray = rng.integers(0, 256, (45, 50), dtype=np.uint8)
+nv12 = rng.integers(0, 256, (60, 64), dtype=np.uint8)  # a 40x64 frame
+report, results = {}, {}
+tmp = sys.argv[4]
+v1 = ModelSpec(name="v1", architecture="test", backbone="none", input_height=32, input_width=32,
+               inputs=("image", "gradient", "prior"))
+v2 = ModelSpec(name="v2", architecture="test", backbone="none", input_height=32, input_width=32,
+               inputs=("image", "gradient", "prior", "crops", "crop_gradient", "crop_boxes",
+                       "crop_weights", "grid", "grid_boxes"),
+               preprocessing_version=2, view_config=VIEWS)
+for model in (v1, v2):
+    backend, impl = engine_for(model, tmp)
+    gpu = Assessor(backend, preprocessing="auto")
+    host = Assessor(backend, preprocessing="host")
+    rep = report[model.name] = {"used": [gpu.preprocessing_used, host.preprocessing_used],
+                                "note": gpu.preprocessing_note}
+    impl.calls.clear()
+    emu.clear()
+    got = gpu.assess(frames, saliency_map=True)  # 10 frames: engine chunks of 8 and 2
+    rep["calls"] = [list(map(str, c)) for c in impl.calls]
+    rep["emu"] = emu.lines()
+    want = host.assess(frames, saliency_map=True)
+    for tag, a, b in (
+        ("list", got, want),
+        ("rgb", [gpu.assess(frames[3], color="RGB")], [host.assess(frames[3], color="RGB")]),
+        ("gray", [gpu.assess(gray)], [host.assess(gray)]),
+        ("nv12", *(a._run([(nv12, "NV12")], ["n"], False) for a in (gpu, host))),
+        ("device", gpu.assess([Dev(frames[0]), frames[1], Dev(frames[2])], saliency_map=True),
+         [want[0], want[1], want[2]]),
+    ):
+        results[f"{model.name}/{tag}/gpu"] = np.array([r.score for r in a])
+        results[f"{model.name}/{tag}/host"] = np.array([r.score for r in b])
+        for i, (x, y) in enumerate(zip(a, b)):
+            results[f"{model.name}/{tag}/{i}/sal_gpu"] = x.saliency
+            results[f"{model.name}/{tag}/{i}/sal_host"] = y.saliency
+            if x.saliency_full is not None:
+                results[f"{model.name}/{tag}/{i}/full_gpu"] = x.saliency_full
+                results[f"{model.name}/{tag}/{i}/full_host"] = y.saliency_full
+    try:
+        host.assess(Dev(frames[0]))
+    except Exception as exc:
+        rep["host_device_frame"] = f"{type(exc).__name__}: {exc}"
+    try:
+        gpu.assess(Dev(np.ascontiguousarray(frames[0][:4, :4])))
+    except Exception as exc:
+        rep["tiny_device_frame"] = f"{type(exc).__name__}: {exc}"
+    try:
+        gpu.assess(Dev(frames[0].astype(np.float32)))
+    except Exception as exc:
+        rep["float_device_frame"] = f"{type(exc).__name__}: {exc}"
+    half = types.SimpleNamespace(
+        name="tensorrt", spec=model, infer_device=lambda *a, **k: None,
+        input_dtypes={name: np.dtype("float16") for name in model.inputs})
+    rep["half_reason"] = unavailable_reason(half)
+    gpu.close()
+    rep["live_after_close"] = len(impl.live)
+np.savez(saved, **results)
+print(json.dumps(report))
+"""
+
+
+def test_emulated_assessor_gpu_path_matches_the_host_path(emulated, tmp_path):
+    """Assessor(preprocessing="auto") on a TensorRT engine with CUDA preprocessing present:
+    the kernels write the engine's inputs in device buffers, the engine reads them without a
+    host copy (no host-to-device copy but the frames' pixels), after waiting on the
+    preprocessing stream; scores and saliency equal the host path's (CPU twin + infer) for
+    versions 1 and 2, batches over the engine's profile, RGB, GRAY, NV12 and frames already
+    in device memory; buffers are freed on close."""
+    report, results = emulated["run_script"](ASSESSOR_PROBE, str(tmp_path))
+    for model in ("v1", "v2"):
+        rep = report[model]
+        assert rep["used"] == ["cuda", "host"] and rep["note"] == "", rep["note"]
+        for tag in ("list", "rgb", "gray", "nv12", "device"):
+            np.testing.assert_allclose(
+                results[f"{model}/{tag}/gpu"], results[f"{model}/{tag}/host"], atol=2e-5,
+                err_msg=f"{model} {tag}",
+            )  # fmt: skip
+            sal = [k for k in results if k.startswith(f"{model}/{tag}/") and "_gpu" in k]
+            assert sal
+            for key in sal:
+                other = key.replace("_gpu", "_host")
+                np.testing.assert_allclose(results[key], results[other], atol=2e-5, err_msg=key)
+        calls = rep["calls"]
+        # The engine's inputs arrive device-to-device; outputs come back; nothing else.
+        kinds = {c[1] for c in calls if c[0] == "memcpy"}
+        assert kinds == {"dtod", "dtoh"}, calls
+        executes = [c for c in calls if c[0] == "memcpy" and c[1] == "dtod"]
+        inputs = 3 if model == "v1" else 9
+        assert len(executes) == 2 * inputs  # chunks of 8 and 2, no padding (min batch 1)
+        # The engine's stream (8) waits on the preprocessing stream (7) before its first copy.
+        first_copy = next(i for i, c in enumerate(calls) if c[0] == "memcpy")
+        waits = [i for i, c in enumerate(calls) if c[0] == "wait" and c[2] == "7"]
+        assert waits and waits[0] < first_copy, calls
+        launches = [line for line in rep["emu"] if line.startswith("launch ")]
+        assert launches and all(" s=7" in line for line in launches), launches[:5]
+        assert (
+            "GPU memory" in rep["host_device_frame"]
+            and "preprocessing='host'" in (rep["host_device_frame"])
+        )
+        assert rep["tiny_device_frame"].startswith("InvalidImageError: array[0]: image is 4x4")
+        assert rep["float_device_frame"].startswith("InvalidImageError"), rep
+        # An all-float16 engine: version 1's inputs are all written in float16; version 2's
+        # boxes and weights stay float32, which such an engine cannot take.
+        if model == "v1":
+            assert rep["half_reason"] == ""
+        else:
+            assert rep["half_reason"] == (
+                "the engine takes 'crop_boxes' as float16; the CUDA preprocessing writes float32"
+            )
+        assert rep["live_after_close"] == 0

@@ -324,6 +324,9 @@ def test_cli_gate_streams_json_lines_and_exit_codes(clip, tmp_path, monkeypatch,
     lines = _lines(capsys.readouterr().out)
     frames = [x for x in lines if x["type"] == "frame"]
     assert code == 1 and len(frames) == 6 and lines[-1]["type"] == "summary"
+    # What ran, and why not the GPU preprocessing (an ONNX model here).
+    assert lines[-1]["backend"] == "onnxruntime" and lines[-1]["preprocessing"] == "host"
+    assert lines[-1]["preprocessing_note"] == "the onnxruntime backend takes host inputs"
     assert [f["index"] for f in frames] == list(range(6))
     assert frames[1]["timestamp"] == pytest.approx(0.1, abs=1e-3)
     first = frames[0]

@@ -218,3 +218,43 @@ def test_gpu_tensorrt_graphs_across_batch_sizes_are_bit_equal(tmp_path):
             for name in want:
                 np.testing.assert_array_equal(got[name], reference[name], err_msg=f"{name} n={n}")
                 np.testing.assert_allclose(got[name], want[name][:n], atol=1e-5)
+
+
+def _check_gpu_assessor_matches_host(torch, backend: TensorRTBackend) -> None:
+    """Assessor "auto" picks the GPU preprocessing into the engine's inputs; its results equal
+    the host path's, for host frames (uploaded as pixels) and CUDA tensors read in place."""
+    from saliq.assess import Assessor
+    from saliq.preprocess import native_module
+
+    native = native_module()
+    reason = native.cuda_unavailable_reason() if native else "saliq._preproc is not built"
+    if reason:
+        pytest.skip(f"GPU preprocessing unavailable: {reason}")
+    gpu = Assessor(backend)
+    host = Assessor(backend, preprocessing="host")
+    assert gpu.preprocessing_used == "cuda", gpu.preprocessing_note
+    rng = np.random.default_rng(31)
+    frames = [rng.integers(0, 256, (120 + 9 * i, 200 - 7 * i, 3), np.uint8) for i in range(11)]
+    got, want = gpu.assess(frames, saliency_map=True), host.assess(frames, saliency_map=True)
+    on_device = gpu.assess([torch.from_numpy(f).cuda() for f in frames[:3]])
+    for a, b in zip([*got, *on_device], [*want, *want[:3]]):
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        np.testing.assert_allclose(a.saliency, b.saliency, atol=1e-4)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a.saliency_full, b.saliency_full, atol=1e-4)
+    gpu.device_pipeline.close()
+
+
+def test_gpu_assessor_preprocesses_on_the_gpu_into_the_engine(tmp_path, monkeypatch):
+    torch = _torch_cuda()
+    api = _cuda_python_api()
+    engine = _torch_engine(tmp_path, monkeypatch, torch, api)
+    with TensorRTBackend(engine, cuda_impl="cuda-python") as backend:
+        _check_gpu_assessor_matches_host(torch, backend)
+
+
+def test_gpu_tensorrt_assessor_preprocesses_on_the_gpu(tmp_path):
+    torch = _torch_cuda()
+    engine, _ = _build_engine(tmp_path)  # skips without TensorRT
+    with TensorRTBackend(engine) as backend:
+        _check_gpu_assessor_matches_host(torch, backend)

@@ -158,6 +158,26 @@ def test_group_ranking_term_averages_crop_scores_and_needs_groups():
 # ------------------------------------------------------------------ the defect head
 
 
+def test_luma_histogram_reads_pixels_whatever_the_backbone_normalisation():
+    """The defect head's luma CDF undoes the backbone's mean/std: the same [0, 1] pixels give
+    the same histogram under EfficientNet-Lite's (0.5, 0.5) and ImageNet's normalisation, and
+    a grey frame at 0.3 sits between the levels 0.25 and 0.35 under ImageNet's too."""
+    from saliq.train.models.views import LUMA_LEVELS, _luma_cdf
+
+    norms = (((0.5,) * 3, (0.5,) * 3), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+
+    def cdf(rgb, mean, std):
+        m, s = torch.tensor(mean), torch.tensor(std)
+        return _luma_cdf((rgb - m.view(3, 1, 1)) / s.view(3, 1, 1), m, s)
+
+    rgb = torch.rand(2, 3, 3, 24, 24, generator=torch.Generator().manual_seed(3))  # [N, K, ...]
+    lite, imagenet = (cdf(rgb, *norm) for norm in norms)
+    torch.testing.assert_close(lite, imagenet, atol=1e-5, rtol=0)
+    assert lite.shape == (2, len(LUMA_LEVELS)) and (lite[:, 1:] >= lite[:, :-1]).all()
+    grey = cdf(torch.full((1, 3, 8, 8), 0.3), *norms[1])[0]
+    assert (grey[:3] < 0.01).all() and (grey[3:] > 0.99).all()  # levels 0.05-0.25 | 0.35-0.95
+
+
 def test_every_training_type_has_a_defect_class():
     assert set(DEFECT_OF_TYPE) == set(TYPE_NAMES)
     assert DEFECT_CLASSES[0] == "none" and len(set(DEFECT_CLASSES)) == len(DEFECT_CLASSES)
@@ -220,13 +240,16 @@ def test_defect_head_output_spec_and_unchanged_score():
 def test_luma_cdf_moves_with_exposure():
     from saliq.train.models.views import LUMA_LEVELS, _luma_cdf
 
+    def cdf(pixels):  # EfficientNet-Lite's normalisation: [-1, 1]
+        return _luma_cdf(pixels, torch.full((3,), 0.5), torch.full((3,), 0.5))
+
     dark, mid, bright = (torch.full((1, 3, 8, 8), v) for v in (-0.95, 0.0, 0.95))
-    assert torch.allclose(_luma_cdf(dark), torch.ones(1, len(LUMA_LEVELS)), atol=0.1)
-    assert torch.allclose(_luma_cdf(bright), torch.zeros(1, len(LUMA_LEVELS)), atol=0.1)
-    half = _luma_cdf(mid)[0]
-    assert float(half[4]) < 0.01 and float(half[5]) > 0.99  # levels -0.1 and +0.1
+    assert torch.allclose(cdf(dark), torch.ones(1, len(LUMA_LEVELS)), atol=0.1)
+    assert torch.allclose(cdf(bright), torch.zeros(1, len(LUMA_LEVELS)), atol=0.1)
+    half = cdf(mid)[0]
+    assert float(half[4]) < 0.01 and float(half[5]) > 0.99  # levels 0.45 and 0.55 of [0, 1]
     crops = torch.cat([dark, bright], 0).unsqueeze(0)  # [1, K=2, 3, 8, 8]
-    assert torch.allclose(_luma_cdf(crops), torch.full((1, len(LUMA_LEVELS)), 0.5), atol=0.05)
+    assert torch.allclose(cdf(crops), torch.full((1, len(LUMA_LEVELS)), 0.5), atol=0.05)
 
 
 def test_fit_head_learns_separable_classes():

@@ -564,6 +564,20 @@ class TensorRTBackend(Backend):
             self._new_state, self._close_state, max_items=max_contexts
         )
 
+    @property
+    def cuda_api(self) -> CudaApi:
+        """The CUDA memory layer this engine runs on (for device buffers beside it)."""
+        return self._api
+
+    @property
+    def input_dtypes(self) -> dict[str, np.dtype]:
+        """The engine's input dtypes, which ``infer_device`` inputs must match."""
+        return dict(self._input_dtypes)
+
+    def use_device(self) -> None:
+        """Make the engine's GPU the calling thread's current CUDA device."""
+        self._api.set_device(self.device_index)
+
     # -- per-thread state ---------------------------------------------------------------------
 
     def _new_state(self) -> _ThreadState:

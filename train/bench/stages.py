@@ -240,24 +240,11 @@ def _cuda_preprocessing(spec: ModelSpec) -> Any:
 
 def _device_buffers(spec: ModelSpec, torch: Any, batch: int = 1) -> dict[str, Any]:
     """Device arrays for every output of the CUDA preprocessing (``Preprocessor.cuda(out=)``)."""
-    from saliq.spec import PREPROCESSING_OUTPUTS
+    from saliq.device_pipeline import written_outputs
 
-    shapes = {
-        name: fn(spec) for name, fn in PREPROCESSING_OUTPUTS[spec.preprocessing_version].items()
-    }
-    if spec.preprocessing_version >= 2:
-        from saliq.views import ViewConfig
-
-        views = ViewConfig.from_dict(spec.view_config)
-        if not views.detail_crops:
-            for name in ("crops", "crop_gradient", "crop_boxes", "crop_weights"):
-                shapes.pop(name, None)
-        if not views.detail_crops or not views.grid_crops:
-            shapes.pop("grid", None)
-            shapes.pop("grid_boxes", None)
     return {
         name: torch.empty((batch, *shape), dtype=torch.float32, device="cuda")
-        for name, shape in shapes.items()
+        for name, shape in written_outputs(spec).items()
     }
 
 

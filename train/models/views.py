@@ -33,7 +33,7 @@ from saliq.errors import ConfigError
 from saliq.spec import DEFECT_PROBS
 from saliq.views import VIEWS_VERSION, ViewConfig
 
-from .backbones import build_backbone
+from .backbones import backbone_config, build_backbone
 from .contract import IQAModel
 from .registry import register_model
 from .sgdnet import SGDNet
@@ -58,17 +58,20 @@ def _trunk_to_stride16(backbone: nn.Module) -> nn.Sequential:
 
 DEFECT_HIDDEN = 128
 COLOUR_STATS = 3  # per-channel statistics: exposure and colour casts are about levels
-# Luma CDF at these levels of the normalised [-1, 1] range (a soft count, exportable):
-# under- and over-exposure move mass to the ends of the histogram.
-LUMA_LEVELS = tuple(-0.9 + 0.2 * k for k in range(10))
-LUMA_SOFTNESS = 0.02
+# Luma CDF at these levels of the [0, 1] pixel range (a soft count, exportable): under- and
+# over-exposure move mass to the ends of the histogram.
+LUMA_LEVELS = tuple(0.05 + 0.1 * k for k in range(10))
+LUMA_SOFTNESS = 0.01
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601, as the gate's exposure rule
 
 
-def _luma_cdf(pixels: torch.Tensor) -> torch.Tensor:
-    """[N, ..., 3, H, W] normalised pixels -> [N, len(LUMA_LEVELS)] share at or below each."""
-    weights = pixels.new_tensor(LUMA_WEIGHTS).view(3, 1, 1)
-    luma = (pixels * weights).sum(-3).flatten(1)
+def _luma_cdf(pixels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """[N, ..., 3, H, W] pixels normalised with per-channel ``mean``/``std`` (the backbone's)
+    -> [N, len(LUMA_LEVELS)] share at or below each level of [0, 1] luma."""
+    weights = pixels.new_tensor(LUMA_WEIGHTS)
+    # luma of the un-normalised pixels, folded into one weighted sum plus a constant
+    scale = (weights * std).view(3, 1, 1)
+    luma = (pixels * scale).sum(-3).flatten(1) + (weights * mean).sum()
     levels = pixels.new_tensor(LUMA_LEVELS).view(1, -1, 1)
     return torch.sigmoid((levels - luma[:, None, :]) / LUMA_SOFTNESS).mean(2)
 
@@ -147,6 +150,11 @@ class SGDNetViews(IQAModel):
             backbone, weights=weights, frozen=tuple(crop_frozen_prefixes), freeze_bn=True
         )
         self.crop_trunk = _trunk_to_stride16(crop_backbone)
+        # The normalisation the inputs carry, undone by the defect head's luma histogram; not
+        # saved (it is the backbone's configuration, in the spec as mean/std).
+        config = backbone_config(backbone)
+        for name, values in (("pixel_mean", config.mean), ("pixel_std", config.std)):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
         self.preprocessing_version = VIEWS_VERSION
         self.view_config = ViewConfig.from_dict(views).to_dict()
         channels = crop_backbone.feature_channels[list(crop_backbone.feature_strides).index(16)]
@@ -235,8 +243,8 @@ class SGDNetViews(IQAModel):
                     pooled.amax(1),
                     _channel_stats(inputs["image"]),
                     _channel_stats(inputs["crops"]),
-                    _luma_cdf(inputs["image"]),
-                    _luma_cdf(inputs["crops"]),
+                    _luma_cdf(inputs["image"], self.pixel_mean, self.pixel_std),
+                    _luma_cdf(inputs["crops"], self.pixel_mean, self.pixel_std),
                 ],
                 dim=1,
             )

@@ -1,0 +1,196 @@
+"""Frames -> GPU preprocessing -> TensorRT, with the model inputs never leaving the GPU.
+
+Where the native extension was built with CUDA, a GPU is usable and the backend runs on
+device inputs (``TensorRTBackend.infer_device``), the Assessor preprocesses with the CUDA
+kernels (``Preprocessor.cuda``) straight into device buffers that the engine reads: a host
+frame crosses to the GPU once, as uint8 pixels, and a frame already on the GPU (CuPy, a
+PyTorch CUDA tensor, DLPack) is read in place. Only the model's outputs come back.
+
+Each calling thread gets its own stream and buffers (sized for the Assessor's batch), like the
+TensorRT backend's execution contexts. The buffers are reusable as soon as ``infer_device``
+returns: it synchronises its own stream after copying them into the engine's inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailableError
+from .imageio import is_device_frame
+from .preprocess import Preprocessor, native_module
+from .spec import PREPROCESSING_OUTPUTS, ModelSpec
+
+# Outputs the CUDA kernels write in float32 whatever the preprocessing dtype (as on the host).
+ALWAYS_FLOAT32 = frozenset({"crop_boxes", "crop_weights", "grid_boxes"})
+
+
+def written_outputs(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Per-frame shapes of every array the preprocessing writes for ``spec`` (a superset of the
+    model's inputs: ``Preprocessor.cuda(out=...)`` needs a buffer for each)."""
+    produced = PREPROCESSING_OUTPUTS[spec.preprocessing_version]
+    shapes = {name: shape_of(spec) for name, shape_of in produced.items()}
+    if spec.preprocessing_version >= 2:
+        from .views import CROP_INPUTS, GRID_INPUTS, ViewConfig
+
+        views = ViewConfig.from_dict(spec.view_config)
+        dropped = () if views.detail_crops else CROP_INPUTS
+        if not views.detail_crops or not views.grid_crops:
+            dropped += GRID_INPUTS
+        for name in dropped:
+            shapes.pop(name, None)
+    return shapes
+
+
+def unavailable_reason(backend: Any) -> str:
+    """Why this backend cannot take GPU-preprocessed inputs here ("" when it can)."""
+    if not callable(getattr(backend, "infer_device", None)):
+        return f"the {backend.name} backend takes host inputs"
+    native = native_module()
+    if native is None:
+        return "saliq._preproc is not built"
+    try:
+        reason = native.cuda_unavailable_reason()
+    except Exception as exc:  # a broken driver: report it, the host path still works
+        reason = f"{type(exc).__name__}: {exc}"
+    if reason:
+        return reason
+    dtypes = _engine_dtypes(backend)
+    written = _written_dtype(dtypes.get("image", np.dtype(np.float32)))
+    for name, dtype in dtypes.items():
+        want = np.dtype(np.float32) if name in ALWAYS_FLOAT32 else written
+        if dtype != want:
+            return f"the engine takes {name!r} as {dtype}; the CUDA preprocessing writes {want}"
+    return ""
+
+
+def _engine_dtypes(backend: Any) -> dict[str, np.dtype]:
+    declared = getattr(backend, "input_dtypes", None) or {}
+    return {name: np.dtype(declared.get(name, np.float32)) for name in backend.spec.inputs}
+
+
+def _written_dtype(image_dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float16) if image_dtype == np.float16 else np.dtype(np.float32)
+
+
+@dataclass(frozen=True)
+class DeviceTensor:
+    """A C-contiguous array in device memory, offered as ``__cuda_array_interface__`` (v3).
+
+    ``stream`` None tells the reader no wait is needed: whoever writes it names its stream to
+    the reader explicitly (``infer_device(..., stream=)``).
+    """
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "version": 3,
+            "strides": None,
+            "stream": None,
+        }
+
+
+class _ThreadBuffers:
+    """One thread's stream and device buffers for up to ``capacity`` frames."""
+
+    def __init__(self, api: Any, shapes: dict[str, tuple[int, ...]], dtypes, capacity: int):
+        self.stream = api.Stream()
+        self.buffers: dict[str, Any] = {}
+        self.shapes, self.dtypes = shapes, dtypes
+        try:
+            for name, shape in shapes.items():
+                nbytes = capacity * int(np.prod(shape)) * dtypes[name].itemsize
+                self.buffers[name] = api.DeviceBuffer(nbytes)
+        except BaseException:
+            self.close()
+            raise
+
+    def views(self, count: int) -> dict[str, DeviceTensor]:
+        return {
+            name: DeviceTensor(buffer.ptr, (count, *self.shapes[name]), self.dtypes[name])
+            for name, buffer in self.buffers.items()
+        }
+
+    def close(self) -> None:
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.buffers.clear()
+        self.stream.close()
+
+
+class DevicePipeline:
+    """GPU preprocessing into a device-input backend for batches of up to ``capacity`` frames.
+
+    ``DevicePipeline.open(backend, capacity)`` returns None (and the reason) where this cannot
+    run; ``infer(frames)`` takes ``(pixels, fmt)`` pairs, pixels on the host or the device.
+    """
+
+    def __init__(self, backend: Any, capacity: int) -> None:
+        from .backends.tensorrt import PerThread
+
+        reason = unavailable_reason(backend)
+        if reason:
+            raise BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
+        self.backend = backend
+        self.capacity = int(capacity)
+        dtypes = _engine_dtypes(backend)
+        written = _written_dtype(dtypes.get("image", np.dtype(np.float32)))
+        base = Preprocessor.from_spec(backend.spec)
+        self.preprocessor = replace(base, dtype=str(written))
+        self._shapes = written_outputs(backend.spec)
+        self._dtypes = {
+            name: np.dtype(np.float32) if name in ALWAYS_FLOAT32 else written
+            for name in self._shapes
+        }
+        self._api = backend.cuda_api
+        self._threads = PerThread(self._new_buffers, _ThreadBuffers.close)
+
+    @classmethod
+    def open(cls, backend: Any, capacity: int) -> tuple[DevicePipeline | None, str]:
+        reason = unavailable_reason(backend)
+        if reason:
+            return None, reason
+        return cls(backend, capacity), ""
+
+    def _new_buffers(self) -> _ThreadBuffers:
+        self.backend.use_device()
+        return _ThreadBuffers(self._api, self._shapes, self._dtypes, self.capacity)
+
+    def infer(self, frames: Sequence[tuple[Any, str]]) -> dict[str, np.ndarray]:
+        """The model's outputs (host arrays) for up to ``capacity`` frames, in order."""
+        if not 0 < len(frames) <= self.capacity:
+            raise ValueError(f"a batch of 1..{self.capacity} frames, got {len(frames)}")
+        # One kernel call per pixel format and memory (a call takes host or device frames).
+        groups: dict[tuple[str, bool], list[int]] = {}
+        for index, (pixels, fmt) in enumerate(frames):
+            groups.setdefault((fmt, is_device_frame(pixels)), []).append(index)
+        self.backend.use_device()
+        state = self._threads.get()
+        merged: dict[str, np.ndarray] = {}
+        for (fmt, _), indices in groups.items():
+            out = state.views(len(indices))
+            self.preprocessor.cuda(
+                [frames[i][0] for i in indices], fmt=fmt, stream=state.stream.handle, out=out
+            )
+            outputs = self.backend.infer_device(
+                {name: out[name] for name in self.backend.spec.inputs}, stream=state.stream.handle
+            )
+            for name, value in outputs.items():
+                if name not in merged:
+                    merged[name] = np.empty((len(frames), *value.shape[1:]), value.dtype)
+                merged[name][indices] = value
+        return merged
+
+    def close(self) -> None:
+        self.backend.use_device()
+        self._threads.close_all()
