@@ -88,6 +88,14 @@ class Result:
 PREPROCESSING_CHOICES = ("auto", "cuda", "host")
 
 
+def check_preprocessing_choice(preprocessing: str) -> None:
+    if preprocessing not in PREPROCESSING_CHOICES:
+        raise ValueError(
+            f"preprocessing must be one of {', '.join(PREPROCESSING_CHOICES)}, "
+            f"got {preprocessing!r}"
+        )
+
+
 class Assessor:
     """Preprocessing + backend for one model; reusable and thread-compatible per instance.
 
@@ -103,11 +111,7 @@ class Assessor:
     ) -> None:
         from .device_pipeline import DevicePipeline
 
-        if preprocessing not in PREPROCESSING_CHOICES:
-            raise ValueError(
-                f"preprocessing must be one of {', '.join(PREPROCESSING_CHOICES)}, "
-                f"got {preprocessing!r}"
-            )
+        check_preprocessing_choice(preprocessing)
         self.backend = backend
         self.spec = backend.spec
         self.preprocessor = Preprocessor.from_spec(self.spec)
@@ -166,11 +170,23 @@ class Assessor:
             )
         return results
 
+    def release_thread(self) -> None:
+        """Free the calling thread's GPU state now (the preprocessing's stream and buffers,
+        the engine's execution context): for pool threads done with this model. Threads that
+        end are released without this; host backends hold none."""
+        if self.device_pipeline is not None:
+            self.device_pipeline.release_thread()
+        release = getattr(self.backend, "release_thread", None)
+        if callable(release):
+            release()
+
     def close(self) -> None:
         """Release the backend; a later ``assess`` raises ``saliq.BackendClosedError``."""
-        if self.device_pipeline is not None:
-            self.device_pipeline.close()
-        self.backend.close()
+        try:
+            if self.device_pipeline is not None:
+                self.device_pipeline.close()
+        finally:
+            self.backend.close()
 
     def __enter__(self) -> Assessor:
         return self
@@ -222,17 +238,20 @@ def load(
     engines only (see :class:`saliq.backends.tensorrt.TensorRTBackend`). ``preprocessing``:
     "auto", "cuda" or "host" (see :class:`Assessor`).
     """
+    check_preprocessing_choice(preprocessing)  # before a model is opened
     if str(model) == "default":
         model = default_model_path("safetensors" if backend == "torch" else "onnx")
-    return Assessor(
-        load_backend(
-            model,
-            backend=backend,
-            threads=threads,
-            device=device,
-            cuda_graph=cuda_graph,
-            allow_engine_host_code=allow_engine_host_code,
-            max_contexts=max_contexts,
-        ),
-        preprocessing=preprocessing,
+    opened = load_backend(
+        model,
+        backend=backend,
+        threads=threads,
+        device=device,
+        cuda_graph=cuda_graph,
+        allow_engine_host_code=allow_engine_host_code,
+        max_contexts=max_contexts,
     )
+    try:
+        return Assessor(opened, preprocessing=preprocessing)
+    except BaseException:
+        opened.close()
+        raise

@@ -2,13 +2,15 @@
 
 Where the native extension was built with CUDA, a GPU is usable and the backend runs on
 device inputs (``TensorRTBackend.infer_device``), the Assessor preprocesses with the CUDA
-kernels (``Preprocessor.cuda``) straight into device buffers that the engine reads: a host
-frame crosses to the GPU once, as uint8 pixels, and a frame already on the GPU (CuPy, a
-PyTorch CUDA tensor, DLPack) is read in place. Only the model's outputs come back.
+kernels (``Preprocessor.cuda``) into device buffers, which the engine copies device-to-device
+into its bound inputs: a host frame crosses to the GPU once, as uint8 pixels, and a frame
+already on the engine's GPU (CuPy, a PyTorch CUDA tensor, DLPack) is read in place. Only the
+model's outputs come back.
 
-Each calling thread gets its own stream and buffers (sized for the Assessor's batch), like the
-TensorRT backend's execution contexts. The buffers are reusable as soon as ``infer_device``
-returns: it synchronises its own stream after copying them into the engine's inputs.
+Each calling thread gets its own stream and buffers (for the engine's largest batch, or the
+Assessor's if smaller), like the TensorRT backend's execution contexts, and under the same cap
+(``max_contexts``). The buffers are reusable as soon as ``infer_device`` returns: it
+synchronises its own stream after copying them into the engine's inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, InvalidImageError
 from .imageio import is_device_frame
 from .preprocess import Preprocessor, native_module
 from .spec import PREPROCESSING_OUTPUTS, ModelSpec
@@ -53,6 +55,8 @@ def unavailable_reason(backend: Any) -> str:
     if native is None:
         return "saliq._preproc is not built"
     try:
+        if callable(getattr(backend, "use_device", None)):
+            backend.use_device()  # the kernels must suit the engine's GPU, not another
         reason = native.cuda_unavailable_reason()
     except Exception as exc:  # a broken driver: report it, the host path still works
         reason = f"{type(exc).__name__}: {exc}"
@@ -122,6 +126,10 @@ class _ThreadBuffers:
         }
 
     def close(self) -> None:
+        try:
+            self.stream.synchronize()  # a call that failed midway may have left work queued
+        except Exception:
+            pass  # a broken stream: free the rest anyway
         for buffer in self.buffers.values():
             buffer.free()
         self.buffers.clear()
@@ -142,7 +150,8 @@ class DevicePipeline:
         if reason:
             raise BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
         self.backend = backend
-        self.capacity = int(capacity)
+        # Larger batches than the engine takes would only hold the inputs twice on the GPU.
+        self.capacity = max(1, min(int(capacity), int(getattr(backend, "max_batch", capacity))))
         dtypes = _engine_dtypes(backend)
         written = _written_dtype(dtypes.get("image", np.dtype(np.float32)))
         base = Preprocessor.from_spec(backend.spec)
@@ -153,44 +162,74 @@ class DevicePipeline:
             for name in self._shapes
         }
         self._api = backend.cuda_api
-        self._threads = PerThread(self._new_buffers, _ThreadBuffers.close)
+        cap = getattr(backend, "max_contexts", None)  # the engine's cap on per-thread state
+        self._threads = PerThread(self._new_buffers, _ThreadBuffers.close, max_items=cap)
 
     @classmethod
     def open(cls, backend: Any, capacity: int) -> tuple[DevicePipeline | None, str]:
-        reason = unavailable_reason(backend)
-        if reason:
-            return None, reason
-        return cls(backend, capacity), ""
+        """(the pipeline, "") where it can run here, else (None, the reason)."""
+        try:
+            reason = unavailable_reason(backend)
+            return (None, reason) if reason else (cls(backend, capacity), "")
+        except Exception as exc:  # a broken driver or runtime: the host path still works
+            return None, f"{type(exc).__name__}: {exc}"
 
     def _new_buffers(self) -> _ThreadBuffers:
         self.backend.use_device()
         return _ThreadBuffers(self._api, self._shapes, self._dtypes, self.capacity)
 
     def infer(self, frames: Sequence[tuple[Any, str]]) -> dict[str, np.ndarray]:
-        """The model's outputs (host arrays) for up to ``capacity`` frames, in order."""
-        if not 0 < len(frames) <= self.capacity:
-            raise ValueError(f"a batch of 1..{self.capacity} frames, got {len(frames)}")
-        # One kernel call per pixel format and memory (a call takes host or device frames).
+        """The model's outputs (host arrays) for ``(pixels, fmt)`` frames, in order."""
+        device = getattr(self.backend, "device_index", 0)
+        # One kernel call per pixel format and memory (a call takes host or device frames),
+        # in chunks the buffers hold.
         groups: dict[tuple[str, bool], list[int]] = {}
         for index, (pixels, fmt) in enumerate(frames):
-            groups.setdefault((fmt, is_device_frame(pixels)), []).append(index)
+            on_device = is_device_frame(pixels)
+            if on_device:
+                check_frame_device(pixels, device, f"array[{index}]")
+            groups.setdefault((fmt, on_device), []).append(index)
         self.backend.use_device()
         state = self._threads.get()
         merged: dict[str, np.ndarray] = {}
         for (fmt, _), indices in groups.items():
-            out = state.views(len(indices))
-            self.preprocessor.cuda(
-                [frames[i][0] for i in indices], fmt=fmt, stream=state.stream.handle, out=out
-            )
-            outputs = self.backend.infer_device(
-                {name: out[name] for name in self.backend.spec.inputs}, stream=state.stream.handle
-            )
-            for name, value in outputs.items():
-                if name not in merged:
-                    merged[name] = np.empty((len(frames), *value.shape[1:]), value.dtype)
-                merged[name][indices] = value
+            for start in range(0, len(indices), self.capacity):
+                chunk = indices[start : start + self.capacity]
+                out = state.views(len(chunk))
+                self.preprocessor.cuda(
+                    [frames[i][0] for i in chunk], fmt=fmt, stream=state.stream.handle, out=out
+                )
+                inputs = {name: out[name] for name in self.backend.spec.inputs}
+                outputs = self.backend.infer_device(inputs, stream=state.stream.handle)
+                for name, value in outputs.items():
+                    if name not in merged:
+                        merged[name] = np.empty((len(frames), *value.shape[1:]), value.dtype)
+                    merged[name][chunk] = value
         return merged
+
+    def release_thread(self) -> None:
+        """Free the calling thread's stream and buffers now (see Assessor.release_thread)."""
+        self.backend.use_device()
+        self._threads.release_thread()
 
     def close(self) -> None:
         self.backend.use_device()
         self._threads.close_all()
+
+
+def check_frame_device(frame: Any, device: int, name: str) -> None:
+    """Refuse a GPU frame on another GPU than the engine's (reading it there would be an
+    illegal address, which breaks CUDA for the whole process). Frames that only offer
+    ``__cuda_array_interface__`` do not say their GPU; they are taken as the engine's."""
+    from .dlpack import dlpack_device
+
+    try:
+        _, frame_device = dlpack_device(frame)
+    except (AttributeError, TypeError, ValueError, RuntimeError, BufferError):
+        return
+    if frame_device != device:
+        raise InvalidImageError(
+            f"{name} is on cuda:{frame_device} but the engine runs on cuda:{device}; move it "
+            f"there first (tensor.to('cuda:{device}'), or load the engine with device="
+            f"{frame_device})"
+        )

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidImageError
 from .spec import NO_DEFECT
 
 REGIONS = ("frame", "salient")
@@ -140,6 +140,14 @@ def measure_exposure(pixels: np.ndarray, fmt: str = "BGR") -> Exposure:
 
     NV12 frames use their Y plane as is (it is the luma); uint16 frames are scaled to 8 bits.
     """
+    from .imageio import is_device_frame
+
+    if is_device_frame(pixels):
+        raise InvalidImageError(
+            "the exposure check reads the frame's histogram on the host, and this frame is in "
+            "GPU memory: pass its host copy, or gate without it: GatePolicy(exposure=None) "
+            "(saliq gate --no-exposure)"
+        )
     pixels = np.asarray(pixels)
     if pixels.dtype == np.uint16:
         pixels = (pixels // 257).astype(np.uint8)

@@ -267,9 +267,16 @@ def frame_shape(obj: Any) -> tuple[int, ...]:
 
 
 def device_frame(obj: object, color: str, name: str) -> tuple[object, str]:
-    """(the GPU array as given, its pixel format) from its shape; dtype and memory layout are
-    checked where it is read (``Preprocessor.cuda``)."""
+    """(the GPU array as given, its pixel format) from its shape, after the checks its
+    ``__cuda_array_interface__`` allows (dtype, C-contiguous); DLPack-only arrays are checked
+    where they are read (``Preprocessor.cuda``)."""
     shape = frame_shape(obj)
+    try:
+        cai = getattr(obj, "__cuda_array_interface__", None)
+    except Exception:  # refused (a torch tensor requiring grad): read through DLPack later
+        cai = None
+    if isinstance(cai, dict):
+        _check_device_layout(cai, shape, name)
     if len(shape) in (2, 3) and min(shape[:2]) < MIN_SIDE:
         raise InvalidImageError(
             f"{name}: image is {shape[1]}x{shape[0]} pixels, too small to assess; saliq needs "
@@ -280,6 +287,27 @@ def device_frame(obj: object, color: str, name: str) -> tuple[object, str]:
     if len(shape) == 3 and shape[2] in (3, 4):
         return obj, color + ("A" if shape[2] == 4 else "")
     raise InvalidImageError(f"{name}: GPU frames must be {_SUPPORTED}, got shape {shape}")
+
+
+def _check_device_layout(cai: dict, shape: tuple[int, ...], name: str) -> None:
+    dtype = np.dtype(cai["typestr"])
+    if dtype not in (np.uint8, np.uint16):
+        raise InvalidImageError(
+            f"{name}: GPU frames must be uint8 or uint16 pixels, got {dtype}; convert on the "
+            "GPU first, e.g. (t * 255).clamp(0, 255).to(torch.uint8)"
+        )
+    strides = cai.get("strides")
+    if strides is None:
+        return
+    step = dtype.itemsize
+    for extent, stride in reversed(list(zip(shape, strides))):
+        if extent != 1 and stride != step:
+            raise InvalidImageError(
+                f"{name}: the GPU frame of shape {shape} is not C-contiguous (strides "
+                f"{tuple(strides)}, e.g. a crop or a permute); make it contiguous on the GPU "
+                "first: tensor.contiguous() or cupy.ascontiguousarray(x)"
+            )
+        step *= extent
 
 
 def load_inputs(

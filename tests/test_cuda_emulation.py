@@ -665,6 +665,11 @@ for model in (v1, v2):
         name="tensorrt", spec=model, infer_device=lambda *a, **k: None,
         input_dtypes={name: np.dtype("float16") for name in model.inputs})
     rep["half_reason"] = unavailable_reason(half)
+    before = len(impl.live)
+    gpu.release_thread()  # this thread's preprocessing buffers and stream, and its context
+    rep["released"] = before - len(impl.live)
+    rep["capacity"] = gpu.device_pipeline.capacity
+    gpu.assess(frames[0])  # a released thread gets new state on its next call
     gpu.close()
     rep["live_after_close"] = len(impl.live)
 np.savez(saved, **results)
@@ -720,4 +725,9 @@ def test_emulated_assessor_gpu_path_matches_the_host_path(emulated, tmp_path):
             assert rep["half_reason"] == (
                 "the engine takes 'crop_boxes' as float16; the CUDA preprocessing writes float32"
             )
+        # Buffers for the engine's largest batch (8), not the Assessor's (16); released per
+        # thread: one buffer per written output + the engine's pinned and device buffers.
+        assert rep["capacity"] == 8
+        written = 3 if model == "v1" else 9
+        assert rep["released"] == written + 2 * (inputs + 2), rep["released"]
         assert rep["live_after_close"] == 0

@@ -90,13 +90,62 @@ def test_unavailable_reason_needs_device_inputs_and_native_cuda():
     reason = unavailable_reason(with_device)
     if native is None:
         assert reason == "saliq._preproc is not built"
-    else:  # this machine: built without CUDA, or no GPU; the module's own words
-        assert reason == native.cuda_unavailable_reason() and reason
+    else:  # the module's own words ("" where CUDA works here)
+        assert reason == native.cuda_unavailable_reason()
 
 
-def test_load_passes_the_preprocessing_choice(tmp_path):
+def test_load_passes_the_preprocessing_choice_and_closes_what_it_opened(tmp_path, monkeypatch):
     path = tiny_onnx(tmp_path / "tiny.onnx", SPEC)
+    opened = []
+    real = saliq.assess.load_backend
+
+    def recording(*args, **kwargs):
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(saliq.assess, "load_backend", recording)
+    with pytest.raises(ValueError, match="preprocessing must be one of"):
+        saliq.load(path, preprocessing="gpu")
+    assert opened == []  # refused before a model was opened
     with pytest.raises(BackendUnavailableError, match="GPU preprocessing unavailable"):
         saliq.load(path, preprocessing="cuda")
+    assert opened[-1].closed  # not left open by the failed construction
     with saliq.load(path, preprocessing="host") as assessor:
         assert assessor.preprocessing_used == "host"
+        assessor.release_thread()  # nothing to release on a host backend; no error
+        assert assessor.assess(np.zeros((40, 40, 3), np.uint8)).score > 0
+
+
+def test_gpu_frames_are_checked_before_they_reach_a_kernel():
+    """Dtype and layout from the interface, with the fix in the message; the GPU from DLPack."""
+    from saliq.device_pipeline import check_frame_device
+
+    with pytest.raises(InvalidImageError, match=r"uint8 or uint16 pixels, got float32.*to\(torch"):
+        device_frame(_on_device(np.zeros((40, 50, 3), np.float32)), "BGR", "array[0]")
+    hwc = np.zeros((3, 40, 50), np.uint8).transpose(1, 2, 0)  # a permuted CHW tensor
+    view = DeviceTensor(hwc.ctypes.data, hwc.shape, hwc.dtype)
+
+    class Strided:
+        __cuda_array_interface__ = {**view.__cuda_array_interface__, "strides": hwc.strides}
+        shape = hwc.shape
+
+    with pytest.raises(InvalidImageError, match=r"not C-contiguous.*tensor.contiguous\(\)"):
+        device_frame(Strided(), "BGR", "array[0]")
+    contiguous = _on_device(np.zeros((40, 50, 3), np.uint8))
+    assert device_frame(contiguous, "BGR", "array[0]")[1] == "BGR"
+
+    class OnGpu1:
+        def __dlpack_device__(self):
+            return (2, 1)
+
+    with pytest.raises(InvalidImageError, match="on cuda:1 but the engine runs on cuda:0"):
+        check_frame_device(OnGpu1(), 0, "array[2]")
+    check_frame_device(OnGpu1(), 1, "array[2]")  # the engine's GPU: fine
+    check_frame_device(contiguous, 0, "array[0]")  # the interface alone does not say: taken
+
+
+def test_the_exposure_check_refuses_gpu_frames_with_the_way_out():
+    from saliq.gate import measure_exposure
+
+    with pytest.raises(InvalidImageError, match=r"GPU memory.*GatePolicy\(exposure=None\)"):
+        measure_exposure(_on_device(np.zeros((40, 50, 3), np.uint8)))

@@ -560,6 +560,7 @@ class TensorRTBackend(Backend):
         self.buffer_plan = plan_buffers(self.io_specs, self.max_batch)
         self._input_dtypes = {s.name: s.dtype for s in self.io_specs if s.is_input}
         self._context_lock = threading.Lock()
+        self.max_contexts = max_contexts
         self._threads: PerThread[_ThreadState] = PerThread(
             self._new_state, self._close_state, max_items=max_contexts
         )
