@@ -291,7 +291,7 @@ def test_rotation_averaged_cam_matches_the_plain_one_for_a_pixelwise_model():
         assert (wrong - plain[method])[0, 0][inside].abs().max() > 4 * diff
 
 
-def _tiny_views_checkpoint(tmp_path):
+def _tiny_views_checkpoint(tmp_path, **extra):
     from saliq.train.checkpoint import save_checkpoint
     from saliq.train.models import create_model
 
@@ -302,6 +302,7 @@ def _tiny_views_checkpoint(tmp_path):
         "crop_dim": 16,
         "crop_hidden": 8,
         "views": {"detail_crops": 2, "crop_size": 32, "salient_crops": 1},
+        **extra,
     }
     torch.manual_seed(0)
     model = create_model("sgdnet_views", pretrained=False, **config).eval()
@@ -368,3 +369,19 @@ def test_explain_image_maps(tmp_path):
     assert e.maps["hirescam"].max() == pytest.approx(1.0)
     assert e.region_scores is not None and e.crop_boxes.shape == (2, 4)
     assert e.rgb.shape == (90, 120, 3) and e.settings["angles"] == [-3.0, 3.0]
+    assert e.defect is None  # no defect head
+
+
+def test_explain_names_the_defect_head_guess(tmp_path):
+    from saliq.train.explain.cam import explain_image, load_explainable
+
+    classes = ["none", "blur", "noise"]
+    ckpt, _, _ = _tiny_views_checkpoint(tmp_path, defect_classes=classes)
+    model, spec = load_explainable(ckpt)
+    e = explain_image(model, spec, str(_photo(tmp_path / "p.png")), angles=())
+    with torch.no_grad():  # the same inputs through the model: its own argmax
+        from saliq.preprocess import Preprocessor
+
+        prep = Preprocessor.from_spec(spec)(cv2.imread(str(tmp_path / "p.png")))
+        probs = model({k: torch.from_numpy(prep[k]) for k in spec.inputs})["defect_probs"][0]
+    assert e.defect == (classes[int(probs.argmax())], pytest.approx(float(probs.max()), abs=1e-5))

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from saliq.errors import ConfigError
-from saliq.spec import ModelSpec
+from saliq.spec import DEFECT_PROBS, ModelSpec
 
 METHODS = ("hirescam", "gradcam")
 # Six passes (the paper's count) with small rotations, symmetric so the average is not tilted;
@@ -285,6 +285,7 @@ class Explanation:
     region_scores: tuple[float, float] | None = None
     crop_boxes: np.ndarray | None = None  # [K, 4] normalised (x0, y0, x1, y1)
     crop_scores: np.ndarray | None = None  # [K]
+    defect: tuple[str, float] | None = None  # the defect head's likeliest class, probability
     settings: dict = field(default_factory=dict)
 
 
@@ -337,6 +338,11 @@ def explain_image(
     maps["input_gradient"] = input_gradient(model, inputs)[0, 0].numpy()
     regions = outputs.get("region_scores")
     crops = outputs.get("crop_scores")
+    defect = None
+    if DEFECT_PROBS in outputs and spec.defect_classes:
+        probs = outputs[DEFECT_PROBS][0]
+        best = int(probs.argmax())
+        defect = (spec.defect_classes[best], float(probs[best]))
     return Explanation(
         name=names[0],
         model=spec.name,
@@ -348,5 +354,6 @@ def explain_image(
         region_scores=None if regions is None else tuple(float(v) for v in regions[0]),
         crop_boxes=None if "crop_boxes" not in prep else np.asarray(prep["crop_boxes"][0]),
         crop_scores=None if crops is None else crops[0].numpy(),
+        defect=defect,
         settings={"angles": list(angles), "eigen_smooth": eigen_smooth},
     )

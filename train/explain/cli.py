@@ -37,6 +37,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     summary = {"image": args.image, "output": str(output), "score": round(explanation.score, 4)}
     if explanation.region_scores is not None:
         summary["salient"], summary["background"] = (round(v, 4) for v in explanation.region_scores)
+    if explanation.defect is not None:
+        summary["defect"], summary["defect_confidence"] = explanation.defect
+        summary["defect_confidence"] = round(summary["defect_confidence"], 4)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -45,7 +48,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
             if "salient" in summary
             else ""
         )
-        print(f"wrote {output} (score {summary['score']:.3f}{regions})")
+        defect = (
+            f"; defect {summary['defect']} ({summary['defect_confidence']:.2f})"
+            if "defect" in summary
+            else ""
+        )
+        print(f"wrote {output} (score {summary['score']:.3f}{regions}{defect})")
     return 0
 
 

@@ -97,7 +97,10 @@ def explanation_figure(
 
     ax = axes[0, 0]
     ax.imshow(rgb)
-    ax.set_title(f"{Path(e.name).name}: score {e.score:.3f}", fontsize=9)
+    title = f"{Path(e.name).name}: score {e.score:.3f}"
+    if e.defect is not None:
+        title += f"; defect: {e.defect[0]} ({e.defect[1]:.2f})"
+    ax.set_title(title, fontsize=9)
     if e.crop_boxes is not None:
         h, w = rgb.shape[:2]
         for k, (x0, y0, x1, y1) in enumerate(e.crop_boxes):
