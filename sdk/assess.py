@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, load_backend
-from .errors import BackendClosedError, BackendUnavailableError, ModelFormatError
+from .errors import (
+    BackendClosedError,
+    BackendUnavailableError,
+    ConfigError,
+    ModelFormatError,
+)
 from .imageio import frame_shape, load_inputs
 from .preprocess import Preprocessor
 from .spec import DEFECT_PROBS, GRAPH_OUTPUTS, SALIENCY, SCORE
@@ -90,7 +95,7 @@ PREPROCESSING_CHOICES = ("auto", "cuda", "host")
 
 def check_preprocessing_choice(preprocessing: str) -> None:
     if preprocessing not in PREPROCESSING_CHOICES:
-        raise ValueError(
+        raise ConfigError(
             f"preprocessing must be one of {', '.join(PREPROCESSING_CHOICES)}, "
             f"got {preprocessing!r}"
         )
@@ -122,7 +127,12 @@ class Assessor:
             self.device_pipeline, reason = DevicePipeline.open(backend, batch_size)
             self.preprocessing_note = reason
             if reason and preprocessing == "cuda":
-                raise BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
+                raise BackendUnavailableError(
+                    f"GPU preprocessing unavailable: {reason}. It needs a TensorRT engine "
+                    "(saliq export trt), a GPU and saliq._preproc built with CUDA (`saliq "
+                    "doctor` shows what this machine has); preprocessing='auto' or 'host' runs "
+                    "it on the host instead"
+                )
 
     @property
     def preprocessing_used(self) -> str:

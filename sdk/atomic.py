@@ -31,3 +31,23 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def output_folder(folder: str | os.PathLike, option: str) -> Path:
+    """``folder`` created (with its parents) for outputs given by ``option``, checked before any
+    work starts: a file in the way or a place that cannot be written is a one-line error."""
+    from .errors import SaliqError
+
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise SaliqError(f"{option} {path} is a file; pass a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SaliqError(
+            f"{option}: cannot create {path} ({exc.strerror or exc}); pass a folder you can "
+            "write to"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SaliqError(f"{option}: {path} is not writable; pass a folder you can write to")
+    return path

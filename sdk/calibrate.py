@@ -45,6 +45,9 @@ class CurvePoint:
     false_accept: float  # fraction of bad frames with score >= threshold
 
 
+FEW_GOOD_FRAMES = 20  # below this, a target false-reject rate is one or two frames
+
+
 @dataclass
 class Calibration:
     """The chosen threshold, the rates it gives and the curve around it."""
@@ -58,7 +61,7 @@ class Calibration:
     curve: list[CurvePoint] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "threshold": round(self.threshold, 6),
             "target_false_reject": self.target_false_reject,
             "false_reject": round(self.false_reject, 6),
@@ -74,6 +77,9 @@ class Calibration:
                 for p in self.curve
             ],
         }
+        if self.warning():
+            out["warning"] = self.warning()
+        return out
 
     def table(self) -> str:
         lines = [
@@ -91,7 +97,20 @@ class Calibration:
             f"false-accept {self.false_accept:.1%} (use: saliq gate --threshold "
             f"{math.floor(self.threshold * 1e4) / 1e4:.4f})"
         )
+        warning = self.warning()
+        if warning:
+            lines.append(f"note: {warning}")
         return "\n".join(lines)
+
+    def warning(self) -> str:
+        """A caution when the good set is too small to pin the threshold down ("" if not)."""
+        if self.good >= FEW_GOOD_FRAMES:
+            return ""
+        return (
+            f"only {self.good} good frames: the threshold sits on the lowest good scores, so "
+            f"the next slightly softer good frame may be rejected; label {FEW_GOOD_FRAMES}+ good "
+            "frames, or gate a little below it"
+        )
 
 
 def rates(good: np.ndarray, bad: np.ndarray, threshold: float) -> tuple[float, float]:

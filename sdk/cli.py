@@ -353,7 +353,10 @@ class _ScoreWriter:
         elif self.fmt == "jsonl":
             self._emit(json.dumps(row) + "\n")
         elif self.fmt == "csv":
-            self._csv.writerow(row)
+            # JSON's spelling of booleans, not Python's, for spreadsheets and scripts alike
+            self._csv.writerow(
+                {k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()}
+            )
             self.stream.flush()
         else:
             self._emit(f"{row['path']:<{self.width}}  {self._table_cells(row)}\n")
@@ -793,6 +796,27 @@ def build_parser(argv: Sequence[str] | None = ALL) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``, letting options sit between a command's paths (``saliq score a.jpg
+    --sort score b.jpg``), which plain argparse refuses for a list positional."""
+    args, extras = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    if extras and command in argv:
+        sub = next(
+            action.choices[command]
+            for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction)
+        )
+        tail = argv[argv.index(command) + 1 :]
+        try:
+            intermixed = sub.parse_intermixed_args(tail)
+        except TypeError:  # a command whose positionals argparse cannot intermix
+            intermixed = None
+        if intermixed is not None:
+            return argparse.Namespace(**{**vars(args), **vars(intermixed)})
+    return parser.parse_args(argv)  # the usual errors for anything else
+
+
 # --- signals and main ----------------------------------------------------------------------
 
 
@@ -825,10 +849,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     previous = _install_sigterm()
     try:
-        args = build_parser(argv).parse_args(argv)
+        args = parse_command_line(build_parser(argv), argv)
         return int(args.func(args))
     except SaliqError as exc:
         print(f"saliq: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # an output that cannot be written, a disk that fills up
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"saliq: error: {exc.strerror or exc}{where}; check the path, its permissions and "
+            "the free space",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] == "saliq":

@@ -344,7 +344,8 @@ class QualityGate:
             self._pending = 0
 
         reasons: list[Reason] = []
-        if not self._accepting:
+        # A closed gate on a frame that passes is waiting for min_run: "pending" says so below.
+        if not self._accepting and not wants:
             quality = _quality_reason(gated, limit, region, score, salient, background)
             reasons.append(quality)
             if defect is not None and defect[0] != NO_DEFECT:

@@ -28,6 +28,7 @@ EXIT_ERROR = 2
 EXIT_SOURCE_FAILED = 3
 EXIT_INTERRUPTED = 130
 LIVE_EVERY_S = 0.5
+OVERLAY_CHARS = 90  # characters per line of the reasons written on saved frames
 
 
 class Stats:
@@ -96,11 +97,21 @@ def overlay(pixels: np.ndarray, fmt: str, saliency: np.ndarray | None, text: str
         heat = cv2.resize(saliency.astype(np.float32), (bgr.shape[1], bgr.shape[0]))
         heat = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
         bgr = cv2.addWeighted(bgr, 0.6, heat, 0.4, 0.0)
-    scale = max(bgr.shape[1] / 1280.0, 0.4)
-    for y, chunk in enumerate(_wrap(text, 90)):
-        org = (8, int((24 + 26 * y) * scale))
-        cv2.putText(bgr, chunk, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 3)
-        cv2.putText(bgr, chunk, org, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1)
+    lines = _wrap(text, OVERLAY_CHARS)
+    if not lines:
+        return bgr
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    # The longest line spans at most 96 % of the width (readable from 320 px to 4K); white on
+    # a darkened band, since outlined text smears where stroke widths differ between builds.
+    (width, height), baseline = cv2.getTextSize(max(lines, key=len), font, 1.0, 1)
+    scale = float(np.clip(0.96 * (bgr.shape[1] - 16) / max(width, 1), 0.3, 1.5))
+    thickness = 2 if scale >= 1.0 else 1
+    step = int(np.ceil((height + baseline) * scale * 1.35))
+    band = min(bgr.shape[0], step * len(lines) + step // 3)
+    bgr[:band] = (bgr[:band] * 0.3).astype(np.uint8)
+    for y, chunk in enumerate(lines):
+        org = (8, int(step * (y + 1) - baseline * scale))
+        cv2.putText(bgr, chunk, org, font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return bgr
 
 
@@ -152,11 +163,21 @@ def policy_from_args(args: argparse.Namespace):
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from .assess import load
+    from .atomic import output_folder
+    from .errors import ConfigError
     from .gate import QualityGate
     from .sources import RetryPolicy, open_source
 
     policy = policy_from_args(args)  # bad settings fail before the model loads
     retry = RetryPolicy(retries=args.retries, backoff_s=args.backoff)
+    if args.max_frames < 0:
+        raise ConfigError(f"--max-frames must be >= 0 (0 = every frame), got {args.max_frames}")
+    for option, folder in (
+        ("--save-rejected", args.save_rejected),
+        ("--save-accepted", args.save_accepted),
+    ):
+        if folder is not None:
+            output_folder(folder, option)
     assessor = load(
         args.model, backend=args.backend, threads=args.threads, preprocessing=args.preprocessing
     )
@@ -195,7 +216,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
             _emit(out, decision.to_dict())
             folder = args.save_accepted if decision.accept else args.save_rejected
             if saving and folder is not None:
-                _save(Path(folder), decision, item, gate.last_result)
+                try:
+                    _save(Path(folder), decision, item, gate.last_result)
+                except OSError as exc:  # a full disk must not stop the gate itself
+                    saving = False
+                    print(
+                        f"saliq gate: cannot save frame {item.index} to {folder} "
+                        f"({exc.strerror or exc}); gating goes on without saving frames",
+                        file=sys.stderr,
+                    )
             if live and stats.clock() - last_live >= LIVE_EVERY_S:
                 last_live = stats.clock()
                 sys.stderr.write("\r" + stats.line())
@@ -214,7 +243,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         print("saliq gate: interrupted; summary written", file=sys.stderr)
         return EXIT_INTERRUPTED
     if stats.frames == 0:
-        print(f"saliq gate: error: no frame could be read from {args.source}", file=sys.stderr)
+        print(f"saliq: error: no frame could be read from {args.source}", file=sys.stderr)
         return EXIT_ERROR
     if stats.source_failed:
         return EXIT_SOURCE_FAILED
@@ -253,7 +282,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "has CUDA, else on the host; cuda: insist; host: never the GPU",
     )
     policy = parser.add_argument_group("policy")
-    policy.add_argument("--threshold", type=float, default=0.5, help="accept at or above")
+    policy.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="accept at or above (default 0.5; pick yours with --calibrate)",
+    )
     policy.add_argument(
         "--leave-threshold",
         type=float,

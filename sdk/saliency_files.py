@@ -25,16 +25,9 @@ class SaliencyWriter:
     """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise SaliqError(f"--save-saliency {self.folder} is a file; pass a folder")
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SaliqError(
-                f"--save-saliency: cannot create {self.folder} ({exc.strerror or exc}); "
-                "pass a folder you can write to"
-            ) from None
+        from .atomic import output_folder
+
+        self.folder = output_folder(folder, "--save-saliency")
         self._taken: set[str] = set()
 
     def _stem(self, path: str) -> str:

@@ -248,9 +248,9 @@ class VideoSource(FrameSource):
                 0,
                 None,
                 self.name,
-                f"{self.name}: OpenCV cannot open this "
-                "video (unsupported codec or not a video); convert it with "
-                "ffmpeg or pass an image folder",
+                f"{self.name}: OpenCV cannot open this video (unsupported codec, not a "
+                "video, or a truncated file: a recording cut off before its index was "
+                "written); convert or repair it with ffmpeg, or pass an image folder",
                 True,
             )
             return

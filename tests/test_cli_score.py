@@ -484,3 +484,18 @@ def test_gif_in_a_folder_is_scored_like_a_gif_given_by_name(capsys, folder, mode
     assert run.code == 0 and len(rows) == 7 and "error" not in rows["moving.gif"]
     alone = score(capsys, str(folder / "moving.gif"), "--model", str(model), "--json")
     assert json.loads(alone.out)["results"][0]["score"] == rows["moving.gif"]["score"]
+
+
+def test_options_between_paths_and_unwritable_outputs(capsys, tmp_path, folder, model) -> None:
+    """``score a --sort score b`` takes both paths (argparse alone refuses the second); an
+    output that cannot be written is one line and exit 2, never a traceback."""
+    a, b = str(folder / "0.png"), str(folder / "5.png")
+    run = score(capsys, a, "--sort", "score", b, "--model", str(model), "--format", "jsonl")
+    assert run.code == 0, run.err
+    rows = [json.loads(line) for line in run.out.splitlines() if line.startswith("{")]
+    assert sorted(r["path"] for r in rows if "score" in r) == sorted([a, b])
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    run = score(capsys, a, "--model", str(model), "-o", str(blocker / "out.csv"))
+    assert run.code == 2 and "Traceback" not in run.err
+    assert run.err.startswith("saliq: error: ") and str(blocker) in run.err

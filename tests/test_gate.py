@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import saliq.gate_cli
 from saliq import cli
 from saliq.assess import REGION_SCORES, Result
 from saliq.calibrate import calibrate, labelled_set, pick_threshold
@@ -57,9 +58,12 @@ def test_min_run_delays_both_state_changes_and_starts_closed():
     assert _accepts(policy, FLICKER) == [F] * len(FLICKER)  # no two in a row either way
     gate = QualityGate(policy=policy)
     first = gate.decide(0.9)
-    kinds = [r.kind for r in first.reasons]
-    assert kinds == ["quality", "pending"] and first.reasons[1].value == 1.0
+    # A good frame rejected while the gate waits: the wait is the reason, not its score.
+    assert [r.kind for r in first.reasons] == ["pending"] and first.reasons[0].value == 1.0
+    assert first.reasons[0].message == "accept after 2 consecutive frames (1/2 so far)"
     assert gate.decide(0.9).state_changed
+    low = QualityGate(policy=policy).decide(0.2)  # closed and below: the score is the reason
+    assert [r.kind for r in low.reasons] == ["quality"]
 
 
 def test_ema_smoothing_values_and_decisions():
@@ -384,3 +388,40 @@ def test_runtime_gate_modules_import_no_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_gate_checks_outputs_and_options_before_the_first_frame(
+    clip, tmp_path, monkeypatch, capsys
+):
+    """A --save-rejected that is a file and a negative --max-frames fail at once (exit 2, one
+    line); a save that fails mid-stream (disk full) stops the saving, not the gate."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = _run_cli(
+        monkeypatch, ["gate", str(clip), "--save-rejected", str(blocker)], MeanAssessor()
+    )
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and "is a file; pass a folder" in captured.err
+    code = _run_cli(monkeypatch, ["gate", str(clip), "--max-frames", "-1"], MeanAssessor())
+    assert code == 2 and "--max-frames must be >= 0" in capsys.readouterr().err
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(saliq.gate_cli, "_save", full_disk)
+    saved = tmp_path / "rejected"
+    argv = ["gate", str(clip), "--threshold", "1.0", "--save-rejected", str(saved)]
+    code = _run_cli(monkeypatch, argv, MeanAssessor())
+    captured = capsys.readouterr()
+    lines = _lines(captured.out)
+    assert code == 1 and lines[-1]["type"] == "summary" and lines[-1]["frames"] == 6
+    assert captured.err.count("No space left on device") == 1  # said once, then gating goes on
+
+
+def test_calibration_warns_when_the_good_set_is_too_small():
+    few = pick_threshold([0.9, 0.92, 0.95, 0.97, 0.99], [0.1, 0.2], 0.05)
+    assert few.threshold == pytest.approx(0.9)  # the lowest good score: at the edge
+    assert "note: only 5 good frames" in few.table() and "warning" in few.to_dict()
+    enough = pick_threshold(list(np.linspace(0.6, 0.99, 25)), [0.1, 0.2], 0.05)
+    assert enough.warning() == "" and "note:" not in enough.table()
+    assert "warning" not in enough.to_dict()

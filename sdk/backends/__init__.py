@@ -64,7 +64,10 @@ def load_backend(
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not path.is_file():
-        raise ModelFormatError(f"{path}: model file not found")
+        raise ModelFormatError(
+            f"{path}: model file not found; pass a .onnx, .engine or .safetensors path, or "
+            '"default" for the shipped model'
+        )
     chosen = backend_for(path, backend)
     if chosen == "tensorrt":
         from .tensorrt import TensorRTBackend

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HELP = "explain a score: saliency, HiResCAM/GradCAM, gradient maps, region scores (a PNG)"
@@ -23,12 +24,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .figure import explanation_figure, require_matplotlib
 
     require_matplotlib()  # fail before the slow part
+    if Path(args.image).is_dir():
+        from saliq.errors import ConfigError
+
+        raise ConfigError(
+            f"{args.image} is a folder; saliq explain takes one image file (for a folder: "
+            f'for f in {args.image}/*.jpg; do saliq explain "$f"; done)'
+        )
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     model, spec = load_explainable(args.model)
     angles = () if args.no_rotation else DEFAULT_ANGLES
+    if not args.json:  # the CAMs take a while on a CPU: say what is running
+        passes = "one pass"
+        if angles:
+            passes = f"{len(angles)} rotated passes (--no-rotation: one, faster)"
+        print(f"explaining {args.image}: {passes} ...", file=sys.stderr, flush=True)
     explanation = explain_image(
         model, spec, args.image, angles=angles, eigen_smooth=not args.no_svd
     )
