@@ -480,8 +480,14 @@ def _score(args: argparse.Namespace, fmt: str) -> int:
         if args.output:
             # Written beside FILE and renamed over it at the end, so FILE is never
             # half-written: a fatal error or SIGTERM leaves it as it was.
-            tmp = stack.enter_context(atomic_path(args.output))
-            stream = stack.enter_context(tmp.open("w", encoding="utf-8", newline=""))
+            try:
+                tmp = stack.enter_context(atomic_path(args.output))
+                stream = stack.enter_context(tmp.open("w", encoding="utf-8", newline=""))
+            except OSError as exc:  # before any image is read: a JSON error where JSON was asked
+                raise SaliqError(
+                    f"-o {args.output}: cannot write there ({exc.strerror or exc}); pass a "
+                    "path in a folder you can write to"
+                ) from None
         width = max(len(path) for path, _ in entries)
         files = ["saliency"] if saliency is not None else []
         writer = _ScoreWriter(stream, fmt, assessor.spec.name, columns, width, files)

@@ -496,6 +496,7 @@ def test_options_between_paths_and_unwritable_outputs(capsys, tmp_path, folder, 
     assert sorted(r["path"] for r in rows if "score" in r) == sorted([a, b])
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    run = score(capsys, a, "--model", str(model), "-o", str(blocker / "out.csv"))
+    run = score(capsys, a, "--model", str(model), "-o", str(blocker / "out.json"))
     assert run.code == 2 and "Traceback" not in run.err
-    assert run.err.startswith("saliq: error: ") and str(blocker) in run.err
+    assert run.err.startswith("saliq: error: -o ") and "cannot write there" in run.err
+    assert json.loads(run.out)["exit_code"] == 2  # JSON asked (by the suffix): JSON error
