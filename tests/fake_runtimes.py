@@ -128,9 +128,10 @@ class HostGraphCudaImpl(HostCudaImpl):
         self.calls.append(("graph_destroy",))
 
 
-def _host_array(ptr: int, shape: tuple[int, ...]) -> np.ndarray:
-    count = int(np.prod(shape))
-    return np.ctypeslib.as_array((ctypes.c_float * count).from_address(ptr)).reshape(shape)
+def _host_array(ptr: int, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+    count = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.ctypeslib.as_array((ctypes.c_uint8 * count).from_address(ptr))
+    return raw.view(dtype).reshape(shape)
 
 
 def tiny_model(image: np.ndarray) -> dict[str, np.ndarray]:
@@ -149,6 +150,7 @@ def fake_tensorrt(
     compute=None,
     io_shapes: dict[str, tuple[int, ...]] | None = None,
     inputs: tuple[str, ...] = ("image",),
+    half: tuple[str, ...] = (),
 ):
     """A ``tensorrt`` module with just the API saliq's runtime uses; ``.log`` records calls.
 
@@ -157,14 +159,15 @@ def fake_tensorrt(
     replaces the numpy computation on host addresses (the GPU tests compute on the device).
     ``io_shapes`` (batch axis -1) and ``inputs`` (which of them are inputs; the first one's
     shape is ``input_shape``) describe another engine than the tiny model; give ``compute``.
+    Tensors named in ``half`` are float16 (a strongly typed FP16 engine's I/O).
     """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.log = []
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.TensorLocation = types.SimpleNamespace(DEVICE="DEVICE", HOST="HOST")
-    trt.DataType = types.SimpleNamespace(FLOAT="FLOAT")
-    trt.nptype = lambda dtype: {"FLOAT": np.float32}[dtype]
+    trt.DataType = types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF")
+    trt.nptype = lambda dtype: {"FLOAT": np.float32, "HALF": np.float16}[dtype]
     shapes = io_shapes or {"image": (-1, 3, 32, 32), "score": (-1,), "saliency": (-1, 1, 2, 2)}
     names = list(shapes)
 
@@ -258,7 +261,7 @@ def fake_tensorrt(
             return shapes[name]
 
         def get_tensor_dtype(self, name):
-            return trt.DataType.FLOAT
+            return trt.DataType.HALF if name in half else trt.DataType.FLOAT
 
         def create_execution_context(self):
             trt.log.append(("context",))

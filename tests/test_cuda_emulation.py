@@ -569,30 +569,34 @@ class Streams(HostCudaImpl):
         return self.next_stream - 1, f"stream-{self.next_stream - 1}"
 
 
-def engine_for(model, tmp):
+def engine_for(model, tmp, half=()):
     shapes = {name: (-1, *model.tensor_shape(name)) for name in model.inputs}
     shapes.update(score=(-1,), saliency=(-1, 1, 2, 2))
     weights = {name: 0.1 * (k + 1) for k, name in enumerate(model.inputs)}
+    dtypes = {name: np.float16 if name in half else np.float32 for name in model.inputs}
 
     def compute(addresses, input_shape, stream):
         n = input_shape[0]
         total = 0.0
         for name in model.inputs:
-            value = _host_array(addresses[name], (n, *shapes[name][1:]))
-            total = total + weights[name] * value.reshape(n, -1).mean(axis=1)
-        image = _host_array(addresses["image"], (n, *shapes["image"][1:]))
+            value = _host_array(addresses[name], (n, *shapes[name][1:]), dtypes[name])
+            total = total + weights[name] * value.astype(np.float32).reshape(n, -1).mean(axis=1)
+        image = _host_array(addresses["image"], (n, *shapes["image"][1:]), dtypes["image"])
+        image = image.astype(np.float32)
         _host_array(addresses["score"], (n,))[...] = 1.0 / (1.0 + np.exp(-total))
         grey = image.mean(axis=1, keepdims=True)
         pooled = grey.reshape(n, 1, 2, 16, 2, 16).mean(axis=(3, 5))
         _host_array(addresses["saliency"], (n, 1, 2, 2))[...] = pooled
 
     impl = Streams()
-    trt = fake_tensorrt(batch=(1, 4, 8), compute=compute, io_shapes=shapes, inputs=model.inputs)
+    trt = fake_tensorrt(
+        batch=(1, 4, 8), compute=compute, io_shapes=shapes, inputs=model.inputs, half=half
+    )
     sys.modules["tensorrt"] = trt
     trt_backend._LOGGER = None
     api = cuda_memory.CudaApi(impl)
     cuda_memory.cuda_api = lambda impl=None: api
-    engine = tmp + "/" + model.name + ".engine"
+    engine = tmp + "/" + model.name + ("_fp16" if half else "") + ".engine"
     open(engine, "wb").write(PLAN)
     write_sidecar(engine, EngineSidecar(
         spec=model, tensorrt_version="10.3.0", compute_capability="8.7", precision="fp32",
@@ -672,6 +676,35 @@ for model in (v1, v2):
     gpu.assess(frames[0])  # a released thread gets new state on its next call
     gpu.close()
     rep["live_after_close"] = len(impl.live)
+# An engine with float16 inputs (a strongly typed FP16 plan): the kernels write float16.
+backend, impl = engine_for(v1, tmp, half=v1.inputs)
+gpu, host = Assessor(backend), Assessor(backend, preprocessing="host")
+report["fp16"] = {"used": gpu.preprocessing_used, "dtype": gpu.device_pipeline.preprocessor.dtype}
+results["fp16/gpu"] = np.array([r.score for r in gpu.assess(frames[:5])])
+results["fp16/host"] = np.array([r.score for r in host.assess(frames[:5])])
+gpu.close()
+
+# Several threads on one Assessor: each its own stream and buffers, results as alone.
+import threading
+
+backend, impl = engine_for(v2, tmp)
+gpu = Assessor(backend)
+alone = [gpu.assess(f).score for f in frames]
+got = [None] * len(frames)
+
+def work(i):
+    for _ in range(3):
+        got[i] = gpu.assess(frames[i]).score
+
+threads = [threading.Thread(target=work, args=(i,)) for i in range(len(frames))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+results["threads/alone"], results["threads/got"] = np.array(alone), np.array(got)
+report["threads"] = {"held": len(gpu.device_pipeline._threads), "live": len(impl.live)}
+gpu.close()
+report["threads"]["live_after_close"] = len(impl.live)
 np.savez(saved, **results)
 print(json.dumps(report))
 """
@@ -731,3 +764,9 @@ def test_emulated_assessor_gpu_path_matches_the_host_path(emulated, tmp_path):
         written = 3 if model == "v1" else 9
         assert rep["released"] == written + 2 * (inputs + 2), rep["released"]
         assert rep["live_after_close"] == 0
+    # float16 engine inputs: the pipeline writes float16 (close to the float32 host path).
+    assert report["fp16"] == {"used": "cuda", "dtype": "float16"}
+    np.testing.assert_allclose(results["fp16/gpu"], results["fp16/host"], atol=2e-3)
+    # Ten threads on one Assessor: each thread's results are what it gets alone.
+    np.testing.assert_allclose(results["threads/got"], results["threads/alone"], atol=1e-6)
+    assert report["threads"]["live_after_close"] == 0

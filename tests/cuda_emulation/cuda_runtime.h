@@ -207,8 +207,17 @@ void run_thread(void (*kernel)(Params...), const LaunchConfig& cfg, uint3 block,
 }
 
 // `kernel<<<grid, block, shared, stream>>>(args)` becomes launch<uses_syncthreads>(...).
+// One kernel at a time in the process, whichever host thread launches it: `__shared__` is one
+// static copy per kernel and SyncPool serves one launch, so concurrent launches from several
+// host threads (an Assessor used by many threads) would share both.
+inline std::mutex& launch_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 template <bool kSync, class... Params, class... Args>
 void launch(void (*kernel)(Params...), const LaunchConfig& cfg, Args... args) {
+  std::lock_guard<std::mutex> serial(launch_mutex());
   record(std::string("launch ") + cfg.name + " s=" + handle(cfg.stream));
   for (unsigned bz = 0; bz < cfg.grid.z; ++bz)
     for (unsigned by = 0; by < cfg.grid.y; ++by)
