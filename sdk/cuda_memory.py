@@ -147,14 +147,11 @@ def device_array_view(obj: Any, stream: int | None = None) -> DeviceArrayView:
     if cai.get("mask") is not None:
         raise ValueError("masked device arrays are not supported; pass a plain array")
     strides = cai.get("strides")
-    if strides is not None and tuple(strides) != _c_strides(shape, dtype.itemsize):
-        # Dimensions of extent 1 may carry any stride and still be contiguous.
-        expected = _c_strides(shape, dtype.itemsize)
-        if any(s != e and n != 1 for s, e, n in zip(strides, expected, shape)):
-            raise ValueError(
-                f"device array of shape {shape} is not C-contiguous (strides {tuple(strides)}); "
-                "make it contiguous first (tensor.contiguous() / cupy.ascontiguousarray)"
-            )
+    if not is_c_contiguous(shape, strides, dtype.itemsize):
+        raise ValueError(
+            f"device array of shape {shape} is not C-contiguous (strides {tuple(strides)}); "
+            "make it contiguous first (tensor.contiguous() / cupy.ascontiguousarray)"
+        )
     # No key: a version-2 producer (PyTorch) writing on its current stream, by default the
     # legacy one; an explicit None: the producer says no wait is needed.
     producer_stream = cai.get("stream", LEGACY_DEFAULT_STREAM)
@@ -218,6 +215,15 @@ def stream_handle(stream: Any) -> int | None:
             f"stream must be None, an int cudaStream_t or a torch/CuPy/saliq stream, got {stream!r}"
         )
     return int(value) or LEGACY_DEFAULT_STREAM
+
+
+def is_c_contiguous(shape: tuple[int, ...], strides: Any, itemsize: int) -> bool:
+    """Whether an interface's ``strides`` (None: C-contiguous by the protocol) describe a
+    C-contiguous array; dimensions of extent 1 may carry any stride."""
+    if strides is None:
+        return True
+    expected = _c_strides(shape, itemsize)
+    return all(s == e or n == 1 for s, e, n in zip(strides, expected, shape))
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:

@@ -148,7 +148,9 @@ class DevicePipeline:
 
         reason = unavailable_reason(backend)
         if reason:
-            raise BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
+            error = BackendUnavailableError(f"GPU preprocessing unavailable: {reason}")
+            error.reason = reason  # type: ignore[attr-defined]  # for open()
+            raise error
         self.backend = backend
         # Larger batches than the engine takes would only hold the inputs twice on the GPU.
         self.capacity = max(1, min(int(capacity), int(getattr(backend, "max_batch", capacity))))
@@ -169,8 +171,9 @@ class DevicePipeline:
     def open(cls, backend: Any, capacity: int) -> tuple[DevicePipeline | None, str]:
         """(the pipeline, "") where it can run here, else (None, the reason)."""
         try:
-            reason = unavailable_reason(backend)
-            return (None, reason) if reason else (cls(backend, capacity), "")
+            return cls(backend, capacity), ""  # checks once, in __init__
+        except BackendUnavailableError as exc:
+            return None, getattr(exc, "reason", str(exc))
         except Exception as exc:  # a broken driver or runtime: the host path still works
             return None, f"{type(exc).__name__}: {exc}"
 

@@ -297,17 +297,14 @@ def _check_device_layout(cai: dict, shape: tuple[int, ...], name: str) -> None:
             "GPU first, e.g. (t * 255).clamp(0, 255).to(torch.uint8)"
         )
     strides = cai.get("strides")
-    if strides is None:
-        return
-    step = dtype.itemsize
-    for extent, stride in reversed(list(zip(shape, strides))):
-        if extent != 1 and stride != step:
-            raise InvalidImageError(
-                f"{name}: the GPU frame of shape {shape} is not C-contiguous (strides "
-                f"{tuple(strides)}, e.g. a crop or a permute); make it contiguous on the GPU "
-                "first: tensor.contiguous() or cupy.ascontiguousarray(x)"
-            )
-        step *= extent
+    from .cuda_memory import is_c_contiguous
+
+    if not is_c_contiguous(shape, strides, dtype.itemsize):
+        raise InvalidImageError(
+            f"{name}: the GPU frame of shape {shape} is not C-contiguous (strides "
+            f"{tuple(strides)}, e.g. a crop or a permute); make it contiguous on the GPU "
+            "first: tensor.contiguous() or cupy.ascontiguousarray(x)"
+        )
 
 
 def load_inputs(
